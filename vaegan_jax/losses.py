@@ -1,0 +1,164 @@
+"""Pure loss functions of the VAE/GAN family.
+
+Every function works per example and returns ``f32[batch]`` (or a scalar where the
+docstring says so); callers reduce explicitly. Nothing here reads global state, so each
+function can be tested against an independent NumPy reference and used inside ``jax.jit``.
+
+Sign convention for the GAN terms (Larsen et al. 2016, Algorithm 1, written as losses to
+*minimise*): ``L_GAN`` is the discriminator's binary cross-entropy, i.e. the negative of the
+paper's ``log Dis(x) + log(1 - Dis(Dec(z))) + log(1 - Dis(Dec(z_p)))``. The discriminator
+minimises ``L_GAN``; the decoder minimises ``gamma * L_llike - L_GAN`` ("minimax") or the
+non-saturating ``BCE(Dis(Dec(.)), 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _sum_per_example(x: jax.Array) -> jax.Array:
+  """Sums all axes but the first: f32[batch, ...] -> f32[batch]."""
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def kl_divergence(mu: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mu, exp(logvar)) || N(0, I)) per example, summed over latent dimensions.
+
+  Implements L_prior of Larsen et al. 2016 (eq. 2), the closed form of Kingma & Welling
+  2014 (appendix B): ``0.5 * sum(exp(logvar) + mu**2 - 1 - logvar)``.
+
+  Args:
+    mu: f32[batch, latent] posterior means.
+    logvar: f32[batch, latent] posterior log-variances (natural log), any real value.
+
+  Returns:
+    f32[batch], nats, >= 0.
+
+  Raises:
+    ValueError: if ``mu`` and ``logvar`` differ in shape.
+  """
+  if mu.shape != logvar.shape:
+    raise ValueError(f"mu {mu.shape} and logvar {logvar.shape} must have the same shape")
+  return 0.5 * _sum_per_example(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar)
+
+
+def gaussian_nll(x: jax.Array, mean: jax.Array, log_scale: float | jax.Array = 0.0) -> jax.Array:
+  """Negative log-likelihood of ``x`` under N(mean, exp(log_scale)**2), summed per example.
+
+  With ``log_scale = 0`` this is the identity-covariance Gaussian that Larsen et al. 2016
+  (eq. 6) put on the discriminator features Dis_l (L_llike^Dis_l); on pixels it is the
+  element-wise VAE reconstruction term. The constant ``0.5 * log(2 pi)`` per element is
+  included, so the value is a true NLL in nats.
+
+  Args:
+    x: f32[batch, ...] observations (pixels in [-1, 1], or features of any range).
+    mean: f32[batch, ...] predicted means, same shape as ``x``.
+    log_scale: natural log of the standard deviation; a scalar or broadcastable to ``x``.
+
+  Returns:
+    f32[batch], nats.
+
+  Raises:
+    ValueError: if ``x`` and ``mean`` differ in shape.
+  """
+  if x.shape != mean.shape:
+    raise ValueError(f"x {x.shape} and mean {mean.shape} must have the same shape")
+  log_scale = jnp.broadcast_to(jnp.asarray(log_scale, x.dtype), x.shape)
+  z = (x - mean) * jnp.exp(-log_scale)
+  return _sum_per_example(0.5 * jnp.square(z) + log_scale + _HALF_LOG_2PI)
+
+
+def sigmoid_bce(logits: jax.Array, target: float) -> jax.Array:
+  """Binary cross-entropy of ``sigmoid(logits)`` against a constant label, per example.
+
+  ``-target * log(sigmoid(l)) - (1 - target) * log(1 - sigmoid(l))`` computed stably by
+  ``optax.sigmoid_binary_cross_entropy``.
+
+  Args:
+    logits: f32[batch] or f32[batch, 1] discriminator logits, any real value.
+    target: the label, 1.0 for "real" and 0.0 for "generated".
+
+  Returns:
+    f32[batch], nats, >= 0.
+  """
+  logits = logits.reshape(logits.shape[0], -1)
+  labels = jnp.full_like(logits, target)
+  return _sum_per_example(optax.sigmoid_binary_cross_entropy(logits, labels))
+
+
+def gan_loss(logits_real: jax.Array, logits_generated: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Discriminator loss L_GAN and its two balancing costs (Larsen et al. 2016, eq. 8).
+
+  ``L_GAN = mean BCE(Dis(x), 1) + sum_g mean BCE(Dis(g), 0)`` over every generated set g
+  (reconstructions ``Dec(z)`` and prior samples ``Dec(z_p)`` for VAE/GAN; prior samples only
+  for the GAN), i.e. the negative of the paper's log-likelihood form.
+
+  Args:
+    logits_real: f32[batch] or f32[batch, 1] logits on data.
+    logits_generated: tuple of f32[batch] or f32[batch, 1] logits, one per generated set.
+
+  Returns:
+    (loss, real_cost, fake_cost), all f32 scalars in nats: ``loss`` is L_GAN;
+    ``real_cost = mean BCE(Dis(x), 1)``; ``fake_cost`` is the mean over the generated sets of
+    ``mean BCE(Dis(g), 0)``. The costs are what equilibrium balancing compares.
+  """
+  real_cost = jnp.mean(sigmoid_bce(logits_real, 1.0))
+  fake_costs = [jnp.mean(sigmoid_bce(l, 0.0)) for l in logits_generated]
+  loss = real_cost + sum(fake_costs)
+  fake_cost = sum(fake_costs) / len(fake_costs)
+  return loss, real_cost, fake_cost
+
+
+def generator_adversarial_loss(logits_generated: tuple[jax.Array, ...], kind: str) -> jax.Array:
+  """The decoder's adversarial term, a scalar to minimise.
+
+  Args:
+    logits_generated: tuple of f32[batch] or f32[batch, 1] discriminator logits on generated
+      images (reconstructions and/or prior samples).
+    kind: ``"minimax"``: ``-sum_g mean BCE(Dis(g), 0)``, the ``-L_GAN`` of Larsen et al.
+      2016 Algorithm 1 (the decoder's part of it); ``"non_saturating"``:
+      ``sum_g mean BCE(Dis(g), 1)`` (Goodfellow et al. 2014, sec. 3), the DCGAN choice.
+
+  Returns:
+    f32 scalar, nats.
+
+  Raises:
+    ValueError: for an unknown ``kind``.
+  """
+  if kind == "minimax":
+    return -sum(jnp.mean(sigmoid_bce(l, 0.0)) for l in logits_generated)
+  if kind == "non_saturating":
+    return sum(jnp.mean(sigmoid_bce(l, 1.0)) for l in logits_generated)
+  raise ValueError(f"generator loss kind {kind!r} is not one of 'minimax', 'non_saturating'")
+
+
+def balance_masks(real_cost: jax.Array, fake_cost: jax.Array, equilibrium: float, margin: float) -> tuple[jax.Array, jax.Array]:
+  """Equilibrium balancing of decoder and discriminator updates, as traced 0/1 masks.
+
+  The rule of Larsen et al.'s original code (and the popular PyTorch port): if either of the
+  discriminator's costs is below ``equilibrium - margin`` the discriminator is winning, so
+  its update is skipped; if either is above ``equilibrium + margin`` the decoder is losing
+  badly, so the decoder's update is skipped; if both would be skipped, both are updated.
+  Pure ``jnp`` logic: safe inside ``jax.jit`` (no Python branch on device values).
+
+  Args:
+    real_cost: f32 scalar, mean BCE(Dis(x), 1) in nats.
+    fake_cost: f32 scalar, mean BCE(Dis(generated), 0) in nats.
+    equilibrium: target cost, 0.68 in the original (close to log 2 = 0.693).
+    margin: half-width of the tolerated band, 0.35 in the original.
+
+  Returns:
+    (update_decoder, update_discriminator): f32 scalars, each 0.0 or 1.0.
+  """
+  skip_dis = (real_cost < equilibrium - margin) | (fake_cost < equilibrium - margin)
+  skip_dec = (real_cost > equilibrium + margin) | (fake_cost > equilibrium + margin)
+  both = skip_dis & skip_dec
+  update_dec = jnp.logical_or(~skip_dec, both).astype(jnp.float32)
+  update_dis = jnp.logical_or(~skip_dis, both).astype(jnp.float32)
+  return update_dec, update_dis

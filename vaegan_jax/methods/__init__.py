@@ -1,0 +1,1 @@
+"""Training methods: each module builds networks, a train state and a pure train step."""

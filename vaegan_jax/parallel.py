@@ -1,0 +1,51 @@
+"""Data parallelism: ``jax.jit`` over a one-axis device mesh (no pmap).
+
+The batch is sharded along mesh axis ``"data"``, the train state is replicated; XLA inserts
+the gradient all-reduce, and BatchNorm statistics are computed over the global batch. The
+same code runs on one CPU, one GPU, 8 GPUs and (with ``jax.distributed``) several hosts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh named ``"data"`` over ``devices`` (default: every device of every process)."""
+  devices = list(jax.devices() if devices is None else devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def check_batch_size(global_batch: int, mesh: Mesh) -> None:
+  """Raises ValueError unless ``global_batch`` splits evenly over the mesh's devices."""
+  n = mesh.devices.size
+  if global_batch % n:
+    raise ValueError(
+        f"global batch size {global_batch} is not divisible by the {n} devices of the mesh; "
+        f"set --config.train.batch_size to a multiple of {n} (e.g. {max(n, global_batch // n * n)})")
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """This process's slice of the global batch -> global arrays sharded on ``"data"``."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+
+
+def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
+  """``jax.jit`` of ``(state, batch) -> (state, metrics)``: state replicated and donated."""
+  return jax.jit(train_step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
