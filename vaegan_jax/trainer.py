@@ -158,7 +158,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   pending: list[dict] = []
   last_time, last_step = time.perf_counter(), start
   with tqdm(total=tc.num_steps, initial=start, desc=f"{config.method}/{config.data.name}",
-            unit="step", dynamic_ncols=True, disable=None) as bar:
+            unit="step", dynamic_ncols=True, mininterval=1.0) as bar:
     for step in range(start + 1, tc.num_steps + 1):
       state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
       pending.append(metrics)

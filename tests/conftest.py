@@ -1,0 +1,38 @@
+"""Shared fixtures: a prepared tfds folder and config loading."""
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> pathlib.Path | None:
+  """$VAEGAN_DATA_DIR, else ../shared/data beside the repo, if it exists."""
+  for candidate in (os.environ.get("VAEGAN_DATA_DIR"), REPO.parent / "shared" / "data"):
+    if candidate and pathlib.Path(candidate).is_dir():
+      return pathlib.Path(candidate)
+  return None
+
+
+def load_config(name: str, arg: str = "smoke"):
+  """configs/<name>.py's get_config(arg)."""
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> str:
+  """A tfds data_dir shared by the session ($VAEGAN_TEST_TFDS_DIR to reuse one across runs)."""
+  return os.environ.get("VAEGAN_TEST_TFDS_DIR") or str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture
+def smoke_config(tfds_dir):
+  c = load_config("default")
+  c.data.data_dir = tfds_dir
+  return c
