@@ -5,17 +5,12 @@ Original settings: latent 128, batch 64, RMSProp 3e-4 decayed 0.75 per epoch, eq
 0.68 / margin 0.35. 71 steps make an epoch of the 4560 training faces.
 """
 
-from vaegan_jax.config import apply_arg, base_config
+from vaegan_jax.config import apply_arg, base_config, celeba64
 
 
 def get_config(arg: str = ""):
-  c = base_config()
+  c = celeba64(base_config())
   c.method = "vaegan"
-  c.data.name = "celeba64"
   c.loss.llike = "dis_l"
   c.loss.gamma = 1e-3
-  c.train.num_steps = 71 * 150   # the paper trains 150 epochs
-  c.train.log_every = 10
-  c.train.image_every = 100
-  c.checkpoint.every_steps = 100
   return apply_arg(c, arg)

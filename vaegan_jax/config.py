@@ -96,6 +96,17 @@ def small_networks(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def celeba64(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The CelebA-subset run shared by VAE/GAN and its baselines: the paper's 64x64 networks
+  (the defaults), 150 epochs of 71 batches of 64, images and checkpoints every 100 steps."""
+  c.data.name = "celeba64"
+  c.train.num_steps = 71 * 150
+  c.train.log_every = 10
+  c.train.image_every = 100
+  c.checkpoint.every_steps = 100
+  return c
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks ``c`` in place to tiny widths and a few steps (``configs/<x>.py:smoke``): for tests and CI."""
   c.model.latent_dim = 8

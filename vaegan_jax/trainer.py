@@ -89,9 +89,10 @@ def check_same_run(saved: dict, config: ml_collections.ConfigDict, where: str) -
                      "Use a new --workdir, or the config that run was started with.")
 
 
-def _all_finite(tree) -> bool:
-  return bool(jax.jit(lambda t: jax.tree.reduce(lambda a, b: a & b, jax.tree.map(
-      lambda x: jax.numpy.all(jax.numpy.isfinite(x)), t), True))(tree))
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  """bool[]: every leaf of ``tree`` is finite (one device reduction, one host read)."""
+  return jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jax.numpy.all(jax.numpy.isfinite(x)), tree), True)
 
 
 class _ImageLogger:
@@ -157,35 +158,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
   pending: list[dict] = []
   last_time, last_step = time.perf_counter(), start
-  with tqdm(total=tc.num_steps, initial=start, desc=f"{config.method}/{config.data.name}",
-            unit="step", dynamic_ncols=True, mininterval=1.0) as bar:
-    for step in range(start + 1, tc.num_steps + 1):
-      state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
-      pending.append(metrics)
-      if step % tc.log_every == 0 or step == tc.num_steps:
-        host = jax.device_get(pending)  # the only sync: once per log_every steps
-        means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-        now = time.perf_counter()
-        means["train/images_per_second"] = (step - last_step) * tc.batch_size / (now - last_time)
-        means["train/epoch"] = step / run.steps_per_epoch
-        last_time, last_step, pending = now, step, []
-        bad = [k for k, v in means.items() if not np.isfinite(v)]
-        if bad:
-          raise FloatingPointError(
-              f"non-finite {bad} at step {step}; checkpoint {checkpointer.latest_step()} is kept. "
-              "Lower the learning rates or gamma, or keep balancing on (--config.balance.enabled=True).")
-        writer.write_scalars(step, means)
-        bar.set_postfix({"img/s": f"{means['train/images_per_second']:.1f}",
-                         **{k.split("/")[1]: f"{v:.3g}" for k, v in means.items()
-                            if k.split("/")[1] in ("loss_encoder", "loss_decoder", "loss_discriminator")}})
-      if step % tc.image_every == 0 or step == tc.num_steps:
-        log_images(step, state)
-      if step % config.checkpoint.every_steps == 0 or step == tc.num_steps:
-        if not _all_finite(state.params):
-          raise FloatingPointError(f"parameters are not finite at step {step}; "
-                                   f"checkpoint {checkpointer.latest_step()} is kept")
-        checkpointer.save(step, state, batches.get_state(), config_json)
-      bar.update(1)
-  checkpointer.close()
-  writer.close()
+  try:
+    with tqdm(total=tc.num_steps, initial=start, desc=f"{config.method}/{config.data.name}",
+              unit="step", dynamic_ncols=True, mininterval=1.0) as bar:
+      for step in range(start + 1, tc.num_steps + 1):
+        state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
+        pending.append(metrics)
+        if step % tc.log_every == 0 or step == tc.num_steps:
+          host = jax.device_get(pending)  # the only sync: once per log_every steps
+          means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+          now = time.perf_counter()
+          means["train/images_per_second"] = (step - last_step) * tc.batch_size / (now - last_time)
+          means["train/epoch"] = step / run.steps_per_epoch
+          last_time, last_step, pending = now, step, []
+          bad = [k for k, v in means.items() if not np.isfinite(v)]
+          if bad:
+            raise FloatingPointError(
+                f"non-finite {bad} at step {step}; checkpoint {checkpointer.latest_step()} is kept. "
+                "Lower the learning rates or gamma, or keep balancing on (--config.balance.enabled=True).")
+          writer.write_scalars(step, means)
+          bar.set_postfix({"img/s": f"{means['train/images_per_second']:.1f}",
+                           **{k.split("/")[1]: f"{v:.3g}" for k, v in means.items()
+                              if k.split("/")[1] in ("loss_encoder", "loss_decoder", "loss_discriminator")}})
+        if step % tc.image_every == 0 or step == tc.num_steps:
+          log_images(step, state)
+        if step % config.checkpoint.every_steps == 0 or step == tc.num_steps:
+          if not bool(_all_finite(state.params)):
+            raise FloatingPointError(f"parameters are not finite at step {step}; "
+                                     f"checkpoint {checkpointer.latest_step()} is kept")
+          checkpointer.save(step, state, batches.get_state(), config_json)
+        bar.update(1)
+  finally:  # an in-flight asynchronous save completes even when the loop raises
+    checkpointer.close()
+    writer.close()
   return state
