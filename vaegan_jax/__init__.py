@@ -1,0 +1,8 @@
+"""vaegan_jax: VAE/GAN (Larsen et al. 2016) and its family in JAX.
+
+Modules: ``losses`` (pure loss functions), ``models`` (Flax networks), ``methods`` (train
+states and steps), ``data`` (tfds builders + grain), ``parallel`` (device mesh),
+``checkpoint`` (orbax), ``trainer`` (the train loop), ``evaluation``.
+"""
+
+__version__ = "0.1.0"
