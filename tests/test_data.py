@@ -63,8 +63,10 @@ def test_celeba64_subset(tfds_dir, monkeypatch):
   assert len(test_ids) == 22
 
 
-def test_catalog_mnist_needs_tensorflow_or_prepares_offline(tfds_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_catalog_builder_needs_tensorflow_or_prepares_offline(name, tmp_path):
   c = load_config("vaegan_mnist")
+  c.data.name = name
   c.data.data_dir = str(tmp_path / "tfds")
   shared = shared_data_dir()
   try:
@@ -75,7 +77,7 @@ def test_catalog_mnist_needs_tensorflow_or_prepares_offline(tfds_dir, tmp_path, 
     return
   if shared is None:
     pytest.skip("TensorFlow is installed but ../shared/data is not here (no offline MNIST files)")
-  c.data.manual_dir = str(shared / "mnist")
+  c.data.manual_dir = str(shared / name)
   info = data.dataset_info(c)
   assert (info.image_shape, info.num_train, info.num_eval) == ((28, 28, 1), 60000, 10000)
   assert data.eval_images(c, 4)["image"].dtype == np.uint8

@@ -121,3 +121,13 @@ def test_config_validation_names_the_key_and_the_fix():
     validate(c)
   with pytest.raises(TypeError):
     base_config().train.batch_size = "64"
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  c = _config()
+  c.model.dtype = "bfloat16"
+  models, opts, state = _setup(c)
+  after, metrics = jax.jit(vaegan.make_train_step(c, models, opts))(state, {"image": _real_digits()})
+  assert {x.dtype for x in jax.tree.leaves(after.params)} == {jnp.dtype(jnp.float32)}
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert _changed(state.params["decoder"], after.params["decoder"])
