@@ -7,5 +7,4 @@ from vaegan_jax.config import apply_arg, base_config, celeba64
 def get_config(arg: str = ""):
   c = celeba64(base_config())
   c.method = "gan"
-  c.loss.generator = "non_saturating"
   return apply_arg(c, arg)
