@@ -11,8 +11,10 @@ from PIL import Image
 from tests.conftest import REPO
 
 
-def _run(args, tfds_dir):
+def _run(args, tfds_dir, cache_dir=None):
   env = {**os.environ, "TFDS_DATA_DIR": tfds_dir}
+  if cache_dir:
+    env["VAEGAN_CACHE_DIR"] = cache_dir
   return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
 
 
@@ -33,9 +35,18 @@ def test_train_py_smoke_leaves_checkpoints_metrics_images(tfds_dir, tmp_path):
     assert image.size == (4 * 30 + 2, 4 * 30 + 2) and image.mode == "L"
     assert len(set(image.getdata())) > 10   # not a blank or constant grid
 
-  # eval.py (still a stub) restores the run with its own config.
-  out = _run(["eval.py", "--workdir", str(workdir)], tfds_dir)
+  # eval.py writes metrics and figures for the newest checkpoint, and says clearly what is wrong.
+  out = _run(["eval.py", "--workdir", str(workdir)], tfds_dir, cache_dir=str(tmp_path / "cache"))
   assert out.returncode == 0, out.stderr[-3000:]
-  assert "step 6: method=vaegan data=mnist5k" in out.stdout and "reconstruction MSE" in out.stdout
+  results = json.loads((workdir / "eval" / "6" / "metrics.json").read_text())
+  assert (results["step"], results["method"], results["dataset"], results["num_test"]) == (6, "vaegan", "mnist5k", 500)
+  assert 0.1 < results["classifier"]["test_accuracy"] <= 1.0    # better than chance, even after 1 epoch
+  for key in ("loss/kl", "loss/llike", "loss/elbo", "loss/pixel_mse", "loss/dis_l_mse",
+              "samples/frechet_distance", "samples/kernel_distance", "samples/sharpness_ratio",
+              "reconstructions/frechet_distance", "reconstructions/sharpness_ratio"):
+    assert isinstance(results[key], float) and results[key] == results[key], key   # present, not NaN
+  assert results["loss/elbo"] == -(results["loss/kl"] + results["loss/llike"])
+  for name in ("reconstructions", "samples", "interpolation"):
+    assert Image.open(workdir / "eval" / "6" / f"{name}.png").size[0] > 28
   out = _run(["eval.py", "--workdir", str(tmp_path / "nothing")], tfds_dir)
   assert out.returncode != 0 and "no checkpoints/ folder" in out.stderr

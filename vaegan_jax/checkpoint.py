@@ -21,13 +21,14 @@ class Checkpointer:
     directory: where the step folders live (created if missing).
     max_to_keep: keep the newest N steps.
     async_save: write in a background thread (``wait_until_finished`` before exit).
+    create: create ``directory`` if missing (False for read-only use such as evaluation).
   """
 
-  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True, create: bool = True):
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                              enable_async_checkpointing=async_save))
 
   def latest_step(self) -> int | None:

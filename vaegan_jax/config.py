@@ -81,6 +81,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
   c.checkpoint.max_to_keep = 3
+
+  c.eval = ml_collections.ConfigDict()     # eval.py (see vaegan_jax/evaluation.py)
+  c.eval.batch_size = 200                  # images per device call
+  c.eval.classifier_epochs = 5             # the cached domain classifier's training
+  c.eval.cache_dir = ""                    # "" = $VAEGAN_CACHE_DIR or ~/.cache/vaegan_jax
+  # Attribute arithmetic (Larsen et al. 2016, sec. 5.2): z + strength * v_attribute.
+  c.eval.attributes = ("Eyeglasses", "Smiling", "Male", "Blond_Hair", "Bangs", "Mustache")
+  c.eval.strengths = (0.0, 0.5, 1.0, 1.5)
+  c.eval.num_pairs = 8                     # interpolation figure: rows
+  c.eval.interpolation_steps = 8           # interpolation figure: decoded points per row
   return c
 
 
@@ -126,6 +136,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 3
   c.data.num_threads = 1
   c.data.prefetch = 2
+  c.eval.classifier_epochs = 1
   return c
 
 
@@ -167,6 +178,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.checkpoint.every_steps and config.checkpoint.max_to_keep must be positive")
   if config.balance.margin < 0:
     raise ValueError(f"config.balance.margin={config.balance.margin} must be >= 0")
+  for key in ("batch_size", "classifier_epochs", "num_pairs", "interpolation_steps"):
+    if config.eval[key] <= 0:
+      raise ValueError(f"config.eval.{key}={config.eval[key]} must be positive")
 
 
 def to_json(config: ml_collections.ConfigDict) -> dict:
@@ -175,11 +189,31 @@ def to_json(config: ml_collections.ConfigDict) -> dict:
 
 
 def from_json(data: dict) -> ml_collections.ConfigDict:
-  """Inverse of ``to_json``: lists become tuples again, so model fields stay hashable."""
+  """Inverse of ``to_json`` for a config saved with a checkpoint.
+
+  The saved values are laid over today's ``base_config()``, so a run saved before a key
+  existed gets that key's default; lists become tuples again, so model fields stay hashable.
+
+  Raises:
+    ValueError: a saved key that this version does not know (a run of a newer version, or
+      not a config of this project).
+  """
   def fix(v):
     if isinstance(v, dict):
       return {k: fix(x) for k, x in v.items()}
     if isinstance(v, list):
       return tuple(fix(x) for x in v)
     return v
-  return ml_collections.ConfigDict(fix(data))
+
+  def lay_over(target: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
+    for k, v in values.items():
+      if k not in target:
+        raise ValueError(f"saved config key {prefix}{k} is unknown to this version of vaegan_jax")
+      if isinstance(v, dict):
+        lay_over(target[k], v, f"{prefix}{k}.")
+      else:
+        target[k] = v
+
+  config = base_config()
+  lay_over(config, fix(data), "")
+  return config

@@ -1,16 +1,44 @@
-"""Restoring a trained run for evaluation.
+"""Checkpoint evaluation: ``evaluate(workdir, step)`` writes ``workdir/eval/<step>/metrics.json`` and PNG figures.
 
-Only restoring lives here so far; the metrics (Fréchet distance, sharpness, attribute
-arithmetic) arrive with the evaluation issue and will build on ``restore_run``.
+A run is restored with its own saved config. Each method registers an evaluator in
+``EVALUATORS`` (method name -> function of an ``EvalContext`` returning metrics); the
+VAE/GAN family (vaegan, vae, gan) shares ``evaluate_vaegan_family``, and later models add
+theirs the same way. What every evaluation reports, on the test split:
+
+* reconstruction (encoder models): pixel MSE, the Dis_l feature error (with a
+  discriminator), KL and the ELBO terms;
+* sample quality: Fréchet and kernel (KID) distances between test images and prior samples,
+  and between test images and reconstructions, in the embedding of a domain classifier
+  trained once per dataset (``domain_classifier``), whose test accuracy is reported with them;
+* sharpness: mean Laplacian variance of reconstructions and samples over that of the test
+  images (1.0 = as sharp as real data);
+* on data with attribute labels (the CelebA subset): attribute agreement of reconstructions
+  scored by the 40-attribute classifier, and attribute arithmetic (Larsen et al. 2016,
+  sec. 5.2) with the classifier's probability of the attribute before and after the edit.
+
+Nothing is written unless the whole evaluation succeeds: results go to a temporary folder
+that replaces ``eval/<step>`` at the end; checkpoints are only read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import os
+import shutil
+import tempfile
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
 
 from vaegan_jax import config as config_lib
-from vaegan_jax import trainer
+from vaegan_jax import data, domain_classifier, images, metrics, trainer
 from vaegan_jax.checkpoint import Checkpointer
+from vaegan_jax.methods import vaegan
 
 
 def restore_run(workdir: str, step: int | None = None):
@@ -25,20 +53,386 @@ def restore_run(workdir: str, step: int | None = None):
 
   Raises:
     FileNotFoundError: no checkpoints in ``workdir``, or none at ``step``.
+    ValueError: the checkpoint's config is not one this version can build, or its arrays
+      cannot be read (truncated, corrupt, or of another architecture); the message lists
+      the other saved steps to try with ``--step``.
   """
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"{workdir} has no checkpoints/ folder: is it a train.py --workdir?")
-  checkpointer = Checkpointer(directory)
+  checkpointer = Checkpointer(directory, create=False)
   try:
+    saved = checkpointer.all_steps()
     step = checkpointer.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"{directory} holds no finished checkpoint")
-    if step not in checkpointer.all_steps():
-      raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; saved: {checkpointer.all_steps()}")
-    config = config_lib.from_json(checkpointer.restore_config(step))
-    run = trainer.setup(config)
-    state, _, _ = checkpointer.restore(step, run.abstract_state())
+    if step not in saved:
+      raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; saved: {saved}")
+    others = [s for s in saved if s != step]
+    hint = f"other saved steps: {others or 'none'} (eval.py --step N)"
+    try:
+      config = config_lib.from_json(checkpointer.restore_config(step))
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f"the config saved with checkpoint {step} in {directory} cannot be read "
+                       f"({type(e).__name__}: {str(e)[:300]}); {hint}") from e
+    try:
+      run = trainer.setup(config)  # FileNotFoundError (e.g. missing data) passes as it is
+    except ValueError as e:
+      raise ValueError(f"the run in {workdir} (method {config.method!r}, data {config.data.name!r}) "
+                       f"cannot be rebuilt by this version: {e}") from e
+    try:
+      state, _, _ = checkpointer.restore(step, run.abstract_state())
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f"checkpoint {step} in {directory} cannot be restored ({type(e).__name__}: "
+                       f"{str(e)[:300]}). It may be truncated, corrupt or of another architecture; {hint}") from e
   finally:
     checkpointer.close()
   return run, state, step
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """What an evaluator works with.
+
+  Attributes:
+    run: the restored ``trainer.Run`` (config, models, dataset info).
+    state: the restored ``TrainState``.
+    step: the checkpoint's step.
+    test: the whole test split as arrays (``data.split_arrays``).
+    train: the whole train split as arrays.
+    classifier: the dataset's ``DomainClassifier``.
+    outdir: the folder figures go to (becomes ``eval/<step>``).
+    progress: a tqdm bar; evaluators call ``progress.update()`` per stage.
+  """
+
+  run: trainer.Run
+  state: vaegan.TrainState
+  step: int
+  test: dict[str, np.ndarray]
+  train: dict[str, np.ndarray]
+  classifier: domain_classifier.DomainClassifier
+  outdir: str
+  progress: tqdm
+
+  @property
+  def config(self):
+    return self.run.config
+
+
+def _batched(fn: Callable, arrays: np.ndarray, batch_size: int) -> np.ndarray:
+  """Applies a jitted ``fn`` to ``arrays`` in chunks and concatenates the host results."""
+  return np.concatenate([np.asarray(jax.device_get(fn(arrays[i:i + batch_size])))
+                         for i in range(0, len(arrays), batch_size)])
+
+
+def _save(ctx: EvalContext, name: str, grid: np.ndarray) -> None:
+  images.save_png(os.path.join(ctx.outdir, f"{name}.png"), grid)
+
+
+def classifier_for(config, train: dict, test: dict) -> domain_classifier.DomainClassifier:
+  """The dataset's cached domain classifier: attributes where the dataset has them, else labels.
+
+  Raises:
+    ValueError: the dataset has neither labels nor attributes.
+  """
+  info = data.dataset_info(config)
+  if "attributes" in train:
+    kind, targets, test_targets, names = "multilabel", train["attributes"], test["attributes"], info.attribute_names
+  elif "label" in train:
+    kind, targets, test_targets = "categorical", train["label"], test["label"]
+    names = tuple(str(i) for i in range(int(targets.max()) + 1))
+  else:
+    raise ValueError(f"{config.data.name} has neither labels nor attributes to train a domain classifier on")
+  return domain_classifier.load_or_train(
+      config.data.name, kind, names, train["image"], targets, test["image"], test_targets,
+      epochs=config.eval.classifier_epochs, seed=config.seed, cache_dir=config.eval.cache_dir or None)
+
+
+def _quality(ctx: EvalContext, name: str, generated: np.ndarray, test_embedding: np.ndarray) -> dict:
+  """Fréchet / kernel distance to the test images and sharpness ratio of f32 images in [-1, 1]."""
+  _, embedding = domain_classifier.predict(ctx.classifier, generated, ctx.config.eval.batch_size)
+  return {f"{name}/frechet_distance": metrics.frechet_distance(test_embedding, embedding),
+          f"{name}/kernel_distance": metrics.kernel_distance(test_embedding, embedding),
+          f"{name}/sharpness_ratio": metrics.sharpness_ratio(generated, ctx.test["image"])}
+
+
+def _loss_terms(ctx: EvalContext) -> dict:
+  """Test-split means of ``vaegan.eval_step``'s terms, plus the ELBOs they make."""
+  step = jax.jit(functools.partial(vaegan.eval_step, ctx.run.models, ctx.config))
+  x, bs = ctx.test["image"], ctx.config.eval.batch_size
+  key = jax.random.key(ctx.config.seed)
+  sums, count = {}, 0
+  for i in range(0, len(x), bs):
+    chunk = x[i:i + bs]
+    terms = jax.device_get(step(ctx.state, chunk, jax.random.fold_in(key, i)))
+    for k, v in terms.items():
+      sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+    count += len(chunk)
+  out = {f"loss/{k}": v / count for k, v in sums.items()}
+  if "loss/kl" in out:
+    # The model's own bound (llike on Dis_l features for VAE/GAN, on pixels for the VAE), and the
+    # bound of the same decoder read as a Gaussian pixel model (comparable across models).
+    out["loss/elbo"] = -(out["loss/kl"] + out["loss/llike"])
+    out["loss/elbo_pixel"] = -(out["loss/kl"] + out["loss/pixel_nll"])
+  return out
+
+
+def _attribute_agreement(ctx: EvalContext, prefix: str, probs: np.ndarray) -> dict:
+  """Accuracy and cosine similarity (±1 coding, as the paper's regressor table) against the true attributes."""
+  truth = ctx.test["attributes"].astype(bool)
+  a, b = 2.0 * probs - 1.0, 2.0 * truth - 1.0
+  cosine = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+  return {f"{prefix}/attribute_accuracy": float(np.mean((probs > 0.5) == truth)),
+          f"{prefix}/attribute_cosine": float(np.mean(cosine))}
+
+
+def attribute_arithmetic(ctx: EvalContext, encode: Callable, decode: Callable, count: int = 64) -> dict:
+  """Larsen et al. 2016, sec. 5.2: z + s * (mean z(a=1) - mean z(a=0)), scored by the attribute classifier.
+
+  The vectors come from posterior means of the whole training split; the edit is applied to
+  up to ``count`` test images that lack the attribute, for each ``config.eval.strengths``.
+
+  Returns:
+    ``arithmetic/<attribute>/prob_at_<s>``: mean classifier probability of the attribute after
+    adding s times its vector (s = 0 is the unedited reconstruction); ``.../prob_of_input``:
+    the same on the input images; ``.../raised_fraction``: fraction of images whose
+    probability rose from s = 0 to the largest strength.
+
+  Raises:
+    ValueError: a configured attribute the dataset does not have.
+  """
+  names = list(ctx.run.info.attribute_names)
+  unknown = [a for a in ctx.config.eval.attributes if a not in names]
+  if unknown:
+    raise ValueError(f"config.eval.attributes {unknown} are not attributes of {ctx.config.data.name}; "
+                     f"choose from {names}")
+  bs = ctx.config.eval.batch_size
+  z_train = _batched(encode, ctx.train["image"], bs)
+  vectors = metrics.attribute_vectors(z_train, ctx.train["attributes"])
+  z_test = _batched(encode, ctx.test["image"], bs)
+  strengths = tuple(ctx.config.eval.strengths)
+  out, rows = {}, []
+  for attribute in ctx.config.eval.attributes:
+    a = names.index(attribute)
+    chosen = np.flatnonzero(~ctx.test["attributes"][:, a].astype(bool))[:count]
+    if len(chosen) == 0 or not np.all(np.isfinite(vectors[a])):
+      continue
+    x = ctx.test["image"][chosen]
+    probs_in, _ = domain_classifier.predict(ctx.classifier, x, bs)
+    out[f"arithmetic/{attribute}/prob_of_input"] = float(probs_in[:, a].mean())
+    edited = [_batched(decode, z_test[chosen] + s * vectors[a][None].astype(np.float32), bs) for s in strengths]
+    probs = [domain_classifier.predict(ctx.classifier, e, bs)[0][:, a] for e in edited]
+    for s, p in zip(strengths, probs):
+      out[f"arithmetic/{attribute}/prob_at_{s:g}"] = float(p.mean())
+    out[f"arithmetic/{attribute}/raised_fraction"] = float(np.mean(probs[-1] > probs[0]))
+    for i in range(min(4, len(chosen))):
+      rows.append([x[i]] + [images.to_uint8(e[i:i + 1])[0] for e in edited])
+  if rows:
+    _save(ctx, "attribute_arithmetic", images.make_grid(np.stack([im for row in rows for im in row]), len(rows[0])))
+  return out
+
+
+def _interpolation_grid(ctx: EvalContext, z_a: np.ndarray, z_b: np.ndarray, decode: Callable,
+                        ends: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+  """Rows of Dec((1 - t) z_a + t z_b) for t in [0, 1], framed by the two inputs when given."""
+  t = np.linspace(0.0, 1.0, ctx.config.eval.interpolation_steps, dtype=np.float32)
+  z = (1.0 - t)[None, :, None] * z_a[:, None] + t[None, :, None] * z_b[:, None]
+  decoded = images.to_uint8(_batched(decode, z.reshape(-1, z.shape[-1]), ctx.config.eval.batch_size))
+  decoded = decoded.reshape(len(z_a), len(t), *decoded.shape[1:])
+  if ends is not None:
+    decoded = np.concatenate([ends[0][:, None], decoded, ends[1][:, None]], axis=1)
+  return images.make_grid(decoded.reshape(-1, *decoded.shape[2:]), decoded.shape[1])
+
+
+def evaluate_vaegan_family(ctx: EvalContext) -> dict:
+  """Metrics and figures of a VAE/GAN, VAE or GAN checkpoint (see the module docstring).
+
+  Figures written to ``ctx.outdir``: ``reconstructions.png`` (rows of inputs above rows of
+  Dec(mu)), ``samples.png`` (Dec(z_p), z_p ~ N(0, I)), ``interpolation.png`` (each row: input
+  A, Dec along the line from z_A to z_B, input B; prior draws for the GAN) and, on data with
+  attributes, ``attribute_arithmetic.png`` (per attribute four test images; columns: input,
+  then one column per strength).
+  """
+  c, state, models = ctx.config, ctx.state, ctx.run.models
+  bs, x = c.eval.batch_size, ctx.test["image"]
+  has_encoder = "encoder" in state.params
+  out = _loss_terms(ctx)
+  ctx.progress.update()
+
+  decode = jax.jit(lambda z: vaegan.sample(models, state, z))
+  encode = jax.jit(lambda im: vaegan.encode(models, state, im)[0])
+  test_probs, test_embedding = domain_classifier.predict(ctx.classifier, x, bs)
+  z_prior = np.asarray(jax.random.normal(jax.random.key(c.seed + 1), (len(x), c.model.latent_dim)))
+  samples = _batched(decode, z_prior, bs)
+  out.update(_quality(ctx, "samples", samples, test_embedding))
+  rows = c.train.num_image_rows
+  _save(ctx, "samples", images.make_grid(images.to_uint8(samples[:rows * rows]), rows))
+  ctx.progress.update()
+
+  if has_encoder:
+    recon = _batched(jax.jit(lambda im: vaegan.reconstruct(models, state, im)), x, bs)
+    out.update(_quality(ctx, "reconstructions", recon, test_embedding))
+    n = rows * rows // 2
+    _save(ctx, "reconstructions",
+          images.make_grid(images.interleave_rows(x[:n], images.to_uint8(recon[:n]), rows), rows))
+    if "attributes" in ctx.test:
+      out.update(_attribute_agreement(ctx, "test", test_probs))
+      recon_probs, _ = domain_classifier.predict(ctx.classifier, recon, bs)
+      out.update(_attribute_agreement(ctx, "reconstructions", recon_probs))
+  ctx.progress.update()
+
+  pairs = min(c.eval.num_pairs, len(x) // 2)
+  if has_encoder:
+    a, b = x[:pairs], x[len(x) // 2:len(x) // 2 + pairs]
+    grid = _interpolation_grid(ctx, _batched(encode, a, bs), _batched(encode, b, bs), decode, (a, b))
+  else:
+    grid = _interpolation_grid(ctx, z_prior[:pairs], z_prior[pairs:2 * pairs], decode, None)
+  _save(ctx, "interpolation", grid)
+  if has_encoder and "attributes" in ctx.test:
+    out.update(attribute_arithmetic(ctx, encode, decode))
+  ctx.progress.update()
+  return out
+
+
+# Method name -> evaluator. Later models register theirs here.
+EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
+    "vaegan": evaluate_vaegan_family,
+    "vae": evaluate_vaegan_family,
+    "gan": evaluate_vaegan_family,
+}
+_STAGES = 5  # progress-bar stages: data + classifier, then the evaluator's four
+
+
+def evaluate(workdir: str, step: int | None = None) -> tuple[dict, str]:
+  """Evaluates a checkpoint of ``workdir`` and writes ``workdir/eval/<step>/``.
+
+  Args:
+    workdir: a ``train.py`` workdir.
+    step: checkpoint step; None for the newest.
+
+  Returns:
+    (metrics, folder): the metrics as written to ``<folder>/metrics.json``.
+
+  Raises:
+    FileNotFoundError, ValueError: as ``restore_run``; ValueError also for a method without
+      an evaluator. On any error nothing under ``workdir`` changes.
+  """
+  run, state, step = restore_run(workdir, step)
+  evaluator = EVALUATORS.get(run.config.method)
+  if evaluator is None:
+    raise ValueError(f"{workdir} holds a {run.config.method!r} run, which eval.py cannot evaluate; "
+                     f"it evaluates {sorted(EVALUATORS)}")
+  eval_root = os.path.join(workdir, "eval")
+  os.makedirs(eval_root, exist_ok=True)
+  final = os.path.join(eval_root, str(step))
+  tmp = tempfile.mkdtemp(prefix=f".{step}.", dir=eval_root)
+  try:
+    with tqdm(total=_STAGES, desc=f"eval {run.config.method}/{run.config.data.name} step {step}",
+              unit="stage", dynamic_ncols=True) as progress:
+      test = data.split_arrays(run.config, run.config.data.eval_split)
+      train = data.split_arrays(run.config, run.config.data.train_split)
+      classifier = classifier_for(run.config, train, test)
+      progress.update()
+      ctx = EvalContext(run, state, step, test, train, classifier, tmp, progress)
+      results = evaluator(ctx)
+    results = {"step": step, "method": run.config.method, "dataset": run.config.data.name,
+               "num_test": int(len(test["image"])), "classifier": classifier.summary(), **results}
+    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=1, sort_keys=True)
+    if os.path.isdir(final):
+      shutil.rmtree(final)
+    os.replace(tmp, final)
+  finally:
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp)
+    if not os.listdir(eval_root):
+      os.rmdir(eval_root)
+  return results, final
+
+
+# Rows of the comparison table: (metrics.json key, label), in the paper's order of concerns.
+COMPARISON_ROWS = (
+    ("classifier.test_accuracy", "domain classifier test accuracy"),
+    ("samples/frechet_distance", "FD(test, samples)"),
+    ("samples/kernel_distance", "KID(test, samples)"),
+    ("reconstructions/frechet_distance", "FD(test, reconstructions)"),
+    ("reconstructions/kernel_distance", "KID(test, reconstructions)"),
+    ("samples/sharpness_ratio", "sharpness of samples / test"),
+    ("reconstructions/sharpness_ratio", "sharpness of reconstructions / test"),
+    ("loss/pixel_mse", "pixel MSE of Dec(mu) ([-1, 1])"),
+    ("loss/dis_l_mse", "Dis_l MSE of Dec(mu)"),
+    ("loss/kl", "KL (nats)"),
+    ("loss/elbo_pixel", "pixel ELBO, std 0.1 (nats)"),
+    ("reconstructions/attribute_cosine", "attribute cosine of reconstructions"),
+    ("test/attribute_cosine", "attribute cosine of test images"),
+)
+
+
+def _lookup(results: dict, key: str):
+  """``results[key]``, or ``results[head][rest]`` for a dotted ``head.rest``; None if absent."""
+  if key in results:
+    return results[key]
+  head, _, rest = key.partition(".")
+  section = results.get(head)
+  return section.get(rest) if isinstance(section, dict) else None
+
+
+def compare(workdirs: list[str], out: str) -> str:
+  """Evaluates the newest checkpoint of each workdir (reusing a finished ``eval/<step>``) and compares them.
+
+  Writes ``out/comparison.md`` (the table) and ``out/comparison.png`` (per run, its
+  reconstructions beside its samples, named by the run's method).
+
+  Args:
+    workdirs: ``train.py`` workdirs, e.g. of a VAE, a GAN and a VAE/GAN with the same budget.
+    out: folder for the table and the figure.
+
+  Returns:
+    The table as Markdown, one column per run.
+
+  Raises:
+    As ``evaluate``.
+  """
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  columns = []
+  for workdir in workdirs:
+    steps = Checkpointer(os.path.join(workdir, "checkpoints"), create=False).all_steps() \
+        if os.path.isdir(os.path.join(workdir, "checkpoints")) else []
+    done = os.path.join(workdir, "eval", str(steps[-1]), "metrics.json") if steps else ""
+    if done and os.path.isfile(done):
+      with open(done, encoding="utf-8") as f:
+        results, folder = json.load(f), os.path.dirname(done)
+    else:
+      results, folder = evaluate(workdir)
+    columns.append((workdir, results, folder))
+  header = "| metric | " + " | ".join(f"{r['method']} ({os.path.basename(os.path.normpath(w))}, step {r['step']})"
+                                        for w, r, _ in columns) + " |"
+  lines = [header, "|---" * (len(columns) + 1) + "|"]
+  for key, label in COMPARISON_ROWS:
+    values = [_lookup(r, key) for _, r, _ in columns]
+    if all(v is None for v in values):
+      continue
+    lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in values) + " |")
+  table = "\n".join(lines)
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as f:
+    f.write(table + "\n")
+  panels = []
+  for _, results, folder in columns:
+    parts = [Image.open(os.path.join(folder, f"{n}.png")).convert("RGB")
+             for n in ("reconstructions", "samples") if os.path.isfile(os.path.join(folder, f"{n}.png"))]
+    height = max(p.height for p in parts)
+    panel = Image.new("RGB", (sum(p.width for p in parts) + 4 * (len(parts) - 1), height + 14), "white")
+    x = 0
+    for p in parts:
+      panel.paste(p, (x, 14))
+      x += p.width + 4
+    ImageDraw.Draw(panel).text((2, 1), f"{results['method']} step {results['step']}", fill="black")
+    panels.append(panel)
+  figure = Image.new("RGB", (max(p.width for p in panels), sum(p.height + 6 for p in panels)), "white")
+  y = 0
+  for p in panels:
+    figure.paste(p, (0, y))
+    y += p.height + 6
+  figure.save(os.path.join(out, "comparison.png"))
+  return table

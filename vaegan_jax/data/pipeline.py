@@ -152,8 +152,19 @@ def train_iterator(config: ml_collections.ConfigDict, global_batch: int, seed: i
   return it
 
 
+def split_arrays(config: ml_collections.ConfigDict, split: str, count: int | None = None) -> dict[str, np.ndarray]:
+  """The first ``count`` (default: all) examples of ``split``, in order, as stacked arrays.
+
+  Returns:
+    ``{"image": u8[n, h, w, c], ...}`` plus ``label`` (i64[n]), ``attributes`` (bool[n, 40])
+    and ``identity`` (i32[n]) where the dataset has them.
+  """
+  source = prepare(config).as_data_source(split=split)
+  n = len(source) if count is None else min(count, len(source))
+  examples = [_example(r) for r in source.__getitems__(list(range(n)))]
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
 def eval_images(config: ml_collections.ConfigDict, count: int) -> dict[str, np.ndarray]:
   """The first ``count`` examples of the eval split, in order: ``{"image": u8[n, h, w, c], ...}``."""
-  source = prepare(config).as_data_source(split=config.data.eval_split)
-  examples = [_example(source[i]) for i in range(min(count, len(source)))]
-  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+  return split_arrays(config, config.data.eval_split, count)

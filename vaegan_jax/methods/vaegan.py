@@ -144,8 +144,8 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models
 
 
 def compute_losses(models: dict[str, nn.Module], config: ml_collections.ConfigDict, params: Params,
-                   batch_stats: Params, images: jax.Array, key: jax.Array):
-  """One forward pass in train mode: every network's loss and every logged term.
+                   batch_stats: Params, images: jax.Array, key: jax.Array, train: bool = True):
+  """One forward pass: every network's loss and every logged term.
 
   Args:
     models: from ``build_models``.
@@ -153,6 +153,8 @@ def compute_losses(models: dict[str, nn.Module], config: ml_collections.ConfigDi
     params, batch_stats: {network name: tree}.
     images: f32[batch, h, w, c] in [-1, 1].
     key: typed PRNG key for the posterior and prior samples.
+    train: BatchNorm uses batch statistics and updates the running ones (training); False
+      uses the running statistics and returns ``batch_stats`` unchanged (evaluation).
 
   Returns:
     (network_losses, (terms, new_batch_stats)): ``network_losses`` maps each network to
@@ -166,8 +168,11 @@ def compute_losses(models: dict[str, nn.Module], config: ml_collections.ConfigDi
   terms, new_stats = {}, {}
 
   def apply(name, x):
-    out, mutated = models[name].apply({"params": params[name], "batch_stats": batch_stats[name]},
-                                      x, train=True, mutable=["batch_stats"])
+    variables = {"params": params[name], "batch_stats": batch_stats[name]}
+    if not train:
+      new_stats[name] = batch_stats[name]
+      return models[name].apply(variables, x, train=False)
+    out, mutated = models[name].apply(variables, x, train=True, mutable=["batch_stats"])
     new_stats[name] = mutated["batch_stats"]
     return out
 
@@ -277,12 +282,49 @@ def _apply_eval(models, state: TrainState, name: str, x: jax.Array):
   return models[name].apply({"params": state.params[name], "batch_stats": state.batch_stats[name]}, x, train=False)
 
 
+def encode(models, state: TrainState, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """u8[batch, h, w, c] -> (mu, logvar), each f32[batch, latent]: q(z|x) with running BN statistics."""
+  return _apply_eval(models, state, "encoder", images_to_float(images))
+
+
 def reconstruct(models, state: TrainState, images: jax.Array) -> jax.Array:
   """u8[batch, h, w, c] -> f32[batch, h, w, c] in [-1, 1]: Dec(mu(x)), running BN statistics."""
-  mu, _ = _apply_eval(models, state, "encoder", images_to_float(images))
+  mu, _ = encode(models, state, images)
   return _apply_eval(models, state, "decoder", mu)
 
 
 def sample(models, state: TrainState, z: jax.Array) -> jax.Array:
-  """f32[batch, latent] prior draws -> f32[batch, h, w, c] images in [-1, 1]."""
+  """f32[batch, latent] latents (prior draws, or edited encodings) -> f32[batch, h, w, c] images in [-1, 1]."""
   return _apply_eval(models, state, "decoder", z)
+
+
+def eval_step(models, config: ml_collections.ConfigDict, state: TrainState, images: jax.Array,
+              key: jax.Array) -> dict[str, jax.Array]:
+  """Batch means of the loss terms on held-out images, with running BatchNorm statistics.
+
+  Args:
+    models, config: as for ``make_train_step``.
+    state: a trained ``TrainState``.
+    images: u8[batch, h, w, c].
+    key: typed PRNG key for the posterior and prior samples.
+
+  Returns:
+    f32 scalars: the terms of ``compute_losses`` (kl, llike in nats per image; loss_gan;
+    d_x, d_recon, d_prior in [0, 1]) for the networks that exist, and for encoder models
+    ``pixel_mse`` (mean squared error of Dec(mu) on [-1, 1] pixels), ``pixel_nll`` (Gaussian
+    NLL of x under Dec(z), std ``exp(config.loss.pixel_log_scale)``, nats per image) and, with
+    a discriminator, ``dis_l_mse`` (mean squared Dis_l error of Dec(mu), per feature).
+  """
+  x = images_to_float(images)
+  _, (terms, _) = compute_losses(models, config, state.params, state.batch_stats, x, key, train=False)
+  if "encoder" in state.params:
+    mu, logvar = encode(models, state, images)
+    recon = _apply_eval(models, state, "decoder", mu)
+    terms["pixel_mse"] = jnp.mean(jnp.square(recon - x))
+    z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.fold_in(key, 1), mu.shape)
+    terms["pixel_nll"] = jnp.mean(losses.gaussian_nll(x, _apply_eval(models, state, "decoder", z),
+                                                      config.loss.pixel_log_scale))
+    if "discriminator" in state.params:
+      _, dis_l = _apply_eval(models, state, "discriminator", jnp.concatenate([x, recon]))
+      terms["dis_l_mse"] = jnp.mean(jnp.square(dis_l[:len(x)] - dis_l[len(x):]))
+  return terms

@@ -1,0 +1,99 @@
+"""eval.py's building blocks: the cached domain classifier, restoring runs, clear errors that change nothing."""
+
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from vaegan_jax import config as config_lib
+from vaegan_jax import domain_classifier, evaluation, trainer
+
+
+def _snapshot(root: pathlib.Path) -> dict:
+  return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def _blobs(n, rng):
+  """Two classes of 8x8 images: a bright top half or a bright bottom half, with noise."""
+  labels = rng.integers(0, 2, n)
+  images = rng.integers(0, 60, (n, 8, 8, 1))
+  images[labels == 0, :4] += 180
+  images[labels == 1, 4:] += 180
+  return images.astype(np.uint8), labels
+
+
+def test_domain_classifier_learns_caches_and_retrains_only_on_new_data(tmp_path, monkeypatch):
+  rng = np.random.default_rng(0)
+  (x, y), (xt, yt) = _blobs(512, rng), _blobs(128, rng)
+  first = domain_classifier.load_or_train("blobs", "categorical", ("top", "bottom"), x, y, xt, yt,
+                                          epochs=3, cache_dir=str(tmp_path))
+  assert first.test_accuracy > 0.95 and first.majority_accuracy < 0.7
+  def no_training(*args, **kwargs):
+    raise AssertionError("the cached classifier should have been loaded")
+  monkeypatch.setattr(domain_classifier, "train", no_training)
+  again = domain_classifier.load_or_train("blobs", "categorical", ("top", "bottom"), x, y, xt, yt,
+                                          epochs=3, cache_dir=str(tmp_path))
+  assert again.path == first.path and again.test_accuracy == first.test_accuracy
+  probs, embedding = domain_classifier.predict(again, xt)
+  assert probs.shape == (128, 2) and embedding.shape == (128, 128)
+  np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+  x2 = x.copy()
+  x2[0, 0, 0, 0] ^= 1   # one pixel of the training data changes: another hash, so it trains again
+  with pytest.raises(AssertionError, match="cached"):
+    domain_classifier.load_or_train("blobs", "categorical", ("top", "bottom"), x2, y, xt, yt,
+                                    epochs=3, cache_dir=str(tmp_path))
+
+
+def test_saved_config_gets_defaults_for_newer_keys_and_rejects_unknown_ones():
+  saved = config_lib.to_json(config_lib.base_config())
+  del saved["eval"]
+  saved["model"]["latent_dim"] = 7
+  c = config_lib.from_json(saved)
+  assert c.model.latent_dim == 7 and c.eval.batch_size == config_lib.base_config().eval.batch_size
+  assert isinstance(c.model.encoder_features, tuple)
+  saved["model"]["flow_depth"] = 3
+  with pytest.raises(ValueError, match="model.flow_depth is unknown"):
+    config_lib.from_json(saved)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, tfds_dir):
+  from tests.conftest import load_config
+  c = load_config("default")
+  c.data.data_dir = tfds_dir
+  workdir = tmp_path_factory.mktemp("evalrun") / "run"
+  trainer.train_and_evaluate(c, str(workdir))
+  return workdir
+
+
+def test_eval_errors_are_clear_and_change_nothing(smoke_run, tmp_path):
+  with pytest.raises(FileNotFoundError, match="no checkpoints/ folder"):
+    evaluation.evaluate(str(tmp_path / "missing"))
+  assert not (tmp_path / "missing").exists()
+  with pytest.raises(FileNotFoundError, match=r"saved: \[3, 6\]"):
+    evaluation.evaluate(str(smoke_run), step=4)
+
+  # A run of a model this version does not know.
+  other = tmp_path / "other"
+  shutil.copytree(smoke_run, other)
+  config_file = other / "checkpoints" / "6" / "config" / "metadata"
+  saved = json.loads(config_file.read_text())
+  saved["method"] = "flow"
+  config_file.write_text(json.dumps(saved))
+  before = _snapshot(other)
+  with pytest.raises(ValueError, match="method 'flow'.*cannot be rebuilt"):
+    evaluation.evaluate(str(other))
+  assert _snapshot(other) == before
+
+  # A truncated checkpoint: the error offers the previous step.
+  broken = tmp_path / "broken"
+  shutil.copytree(smoke_run, broken)
+  for blob in (broken / "checkpoints" / "6" / "state").rglob("d/*"):
+    blob.write_bytes(blob.read_bytes()[:10])
+  before = _snapshot(broken)
+  with pytest.raises(ValueError, match=r"checkpoint 6 .* cannot be restored.*other saved steps: \[3\]"):
+    evaluation.evaluate(str(broken))
+  assert _snapshot(broken) == before

@@ -1,0 +1,153 @@
+"""Sample-quality and sharpness metrics of evaluation: pure NumPy functions of feature sets and images.
+
+These run on the host (float64) over a few thousand feature vectors at most, after the
+networks have done their work on the device; nothing here is jitted or differentiated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# 3x3 discrete Laplacian (4-neighbour), as in OpenCV's ``Laplacian(ksize=1)``.
+_LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def _as_features(x: np.ndarray, name: str) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  if x.ndim != 2 or x.shape[0] < 2:
+    raise ValueError(f"{name} must be f[n, d] with n >= 2 feature vectors, got shape {x.shape}")
+  return x
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean f64[d] and covariance f64[d, d] (unbiased, ddof=1) of f[n, d] features."""
+  features = _as_features(features, "features")
+  return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+  """Fréchet distance between Gaussians fitted to two feature sets (the FID formula).
+
+  ``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` (Dowson & Landau 1982; Heusel
+  et al. 2017, eq. 6). The trace of the matrix square root is computed as the sum of the
+  square roots of the eigenvalues of the symmetric PSD matrix ``S_a^(1/2) S_b S_a^(1/2)``,
+  which has the same spectrum as ``S_a S_b`` and avoids a non-symmetric ``sqrtm``.
+
+  Args:
+    features_a: f[n_a, d] feature vectors (e.g. a classifier's penultimate layer).
+    features_b: f[n_b, d] feature vectors, same d.
+
+  Returns:
+    float >= 0, in squared feature units; 0 for identical sets.
+
+  Raises:
+    ValueError: if either set is not 2-D with at least 2 rows, or the widths differ.
+  """
+  a, b = _as_features(features_a, "features_a"), _as_features(features_b, "features_b")
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"feature widths differ: {a.shape[1]} vs {b.shape[1]}")
+  mu_a, cov_a = gaussian_statistics(a)
+  mu_b, cov_b = gaussian_statistics(b)
+  w, v = np.linalg.eigh(cov_a)
+  sqrt_a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+  cross = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+  trace_sqrt = np.sum(np.sqrt(np.clip(cross, 0.0, None)))
+  distance = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt
+  return float(max(distance, 0.0))
+
+
+def kernel_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+  """Unbiased squared MMD with the cubic polynomial kernel: the KID (Bińkowski et al. 2018, eq. 7).
+
+  ``k(x, y) = (x.y / d + 1)^3``. Unlike the Fréchet distance it is unbiased for small sets,
+  so scores from a few hundred test images compare fairly.
+
+  Args:
+    features_a: f[n_a, d], n_a >= 2.
+    features_b: f[n_b, d], n_b >= 2.
+
+  Returns:
+    float; its expectation is 0 when both sets come from one distribution (the estimate
+    itself can be slightly negative).
+
+  Raises:
+    ValueError: as ``frechet_distance``.
+  """
+  a, b = _as_features(features_a, "features_a"), _as_features(features_b, "features_b")
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"feature widths differ: {a.shape[1]} vs {b.shape[1]}")
+  d = a.shape[1]
+  k_aa = (a @ a.T / d + 1.0) ** 3
+  k_bb = (b @ b.T / d + 1.0) ** 3
+  k_ab = (a @ b.T / d + 1.0) ** 3
+  n, m = len(a), len(b)
+  within_a = (k_aa.sum() - np.trace(k_aa)) / (n * (n - 1))
+  within_b = (k_bb.sum() - np.trace(k_bb)) / (m * (m - 1))
+  return float(within_a + within_b - 2.0 * k_ab.mean())
+
+
+def laplacian_variance(images: np.ndarray) -> np.ndarray:
+  """Per-image variance of the Laplacian, the standard focus/sharpness measure (Pech-Pacheco et al. 2000).
+
+  Colour images are converted to luma (ITU-R BT.601 weights) first; the 3x3 Laplacian is
+  applied to the interior pixels ('valid'), in units of [0, 1] intensity.
+
+  Args:
+    images: u8[n, h, w, c] (0..255) or float[n, h, w, c] in [-1, 1]; c is 1 or 3; h, w >= 3.
+
+  Returns:
+    f64[n] variances, >= 0; larger is sharper.
+
+  Raises:
+    ValueError: for another rank or channel count.
+  """
+  x = np.asarray(images)
+  if x.ndim != 4 or x.shape[-1] not in (1, 3) or min(x.shape[1:3]) < 3:
+    raise ValueError(f"expected images [n, h>=3, w>=3, 1 or 3], got shape {x.shape}")
+  x = x / 255.0 if x.dtype == np.uint8 else (np.asarray(x, np.float64) + 1.0) / 2.0
+  gray = x[..., 0] if x.shape[-1] == 1 else x @ np.array([0.299, 0.587, 0.114])
+  h, w = gray.shape[1:]
+  lap = sum(_LAPLACIAN[i, j] * gray[:, i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3)
+            if _LAPLACIAN[i, j])
+  return lap.reshape(len(x), -1).var(axis=1)
+
+
+def sharpness_ratio(images: np.ndarray, reference: np.ndarray) -> float:
+  """Mean Laplacian variance of ``images`` over that of ``reference`` (1.0 = as sharp as the reference).
+
+  Args:
+    images: generated images, as ``laplacian_variance`` takes them.
+    reference: real (test) images, same format.
+
+  Returns:
+    float >= 0.
+  """
+  return float(np.mean(laplacian_variance(images)) / np.mean(laplacian_variance(reference)))
+
+
+def attribute_vectors(latents: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+  """Per attribute, mean latent of examples with it minus mean latent of those without.
+
+  The attribute vectors of Larsen et al. 2016 (sec. 5, Figure 6: "Using the VAE/GAN model
+  ... we compute the mean vector for all images with the attribute and without", v_a =
+  mean z(a=1) - mean z(a=0)).
+
+  Args:
+    latents: f[n, latent] encodings (posterior means) of labelled images.
+    attributes: bool or {0, 1}[n, num_attributes].
+
+  Returns:
+    f64[num_attributes, latent]; a row is NaN where an attribute is always or never present.
+
+  Raises:
+    ValueError: if the two arrays do not have the same number of rows.
+  """
+  z = np.asarray(latents, np.float64)
+  a = np.asarray(attributes).astype(bool)
+  if z.ndim != 2 or a.ndim != 2 or len(z) != len(a):
+    raise ValueError(f"expected latents [n, latent] and attributes [n, k], got {z.shape} and {a.shape}")
+  pos, neg = a.sum(axis=0), (~a).sum(axis=0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mean_pos = (a.T.astype(np.float64) @ z) / pos[:, None]
+    mean_neg = ((~a).T.astype(np.float64) @ z) / neg[:, None]
+  return mean_pos - mean_neg
