@@ -12,8 +12,10 @@ def get_config(arg: str = ""):
   c = small_networks(base_config())
   c.method = "vaegan"
   c.data.name = "mnist5k"
-  c.train.batch_size = 64
-  c.train.num_steps = 420          # 6 epochs of the 4500 training digits
+  # Batch 32 rather than the paper's 64: on 2 CPU cores the same 420 updates take half the
+  # time (3 epochs of the 4500 training digits, learning rate decayed twice).
+  c.train.batch_size = 32
+  c.train.num_steps = 420
   c.train.log_every = 20
   c.train.image_every = 70
   c.checkpoint.every_steps = 70

@@ -97,3 +97,18 @@ def test_eval_errors_are_clear_and_change_nothing(smoke_run, tmp_path):
   with pytest.raises(ValueError, match=r"checkpoint 6 .* cannot be restored.*other saved steps: \[3\]"):
     evaluation.evaluate(str(broken))
   assert _snapshot(broken) == before
+
+
+def test_evaluate_then_compare_reuses_the_results(smoke_run, tmp_path, monkeypatch):
+  monkeypatch.setenv("VAEGAN_CACHE_DIR", str(tmp_path / "cache"))
+  results, folder = evaluation.evaluate(str(smoke_run))
+  assert folder == str(smoke_run / "eval" / "6") and not [p for p in os.listdir(smoke_run / "eval") if p != "6"]
+  assert json.loads((smoke_run / "eval" / "6" / "metrics.json").read_text()) == json.loads(json.dumps(results))
+  calls = []
+  monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: calls.append(a))
+  table = evaluation.compare([str(smoke_run), str(smoke_run)], str(tmp_path / "cmp"))
+  assert not calls   # the finished eval/6 was reused
+  fd_row = next(line for line in table.splitlines() if line.startswith("| FD(test, samples)"))
+  assert fd_row.count(f"{results['samples/frechet_distance']:.4g}") == 2
+  assert "| domain classifier test accuracy |" in table
+  assert (tmp_path / "cmp" / "comparison.png").is_file() and (tmp_path / "cmp" / "comparison.md").is_file()
