@@ -2,13 +2,16 @@
 
 ``config.method`` picks which networks exist; everything else is shared:
 
-=========  =======================  ======================  =========================
-method     encoder                  decoder                 discriminator
-=========  =======================  ======================  =========================
-vaegan     L_prior + L_llike^Dis_l  gamma*L_llike - L_GAN   L_GAN (x, Dec(z), Dec(z_p))
-vae        L_prior + L_llike^pixel  L_llike^pixel           (none)
-gan        (none)                   -L_GAN                  L_GAN (x, Dec(z_p))
-=========  =======================  ======================  =========================
+=========  =======================  ========================  =========================
+method     encoder                  decoder                   discriminator
+=========  =======================  ========================  =========================
+vaegan     L_prior + L_llike^Dis_l  gamma*L_llike + L_adv     L_GAN (x, Dec(z), Dec(z_p))
+vae        L_prior + L_llike^pixel  L_llike^pixel             (none)
+gan        (none)                   L_adv                     L_GAN (x, Dec(z_p))
+=========  =======================  ========================  =========================
+
+L_adv is ``config.loss.generator``: "minimax" is Algorithm 1's -L_GAN (its fake-image terms),
+"non_saturating" (the default) is BCE(Dis(Dec(.)), 1); see ``losses.generator_adversarial_loss``.
 
 One forward pass computes every loss; ``jax.vjp`` pulls it back once per network with a
 one-hot cotangent, so each network gets the gradient of its own loss only: the encoder never
