@@ -12,6 +12,7 @@ training data and of the classifier's settings: changing either trains a new one
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -76,23 +77,24 @@ class DomainClassifier:
   data_sha256: str
   path: str
 
-  @property
-  def module(self) -> ImageClassifier:
-    return ImageClassifier(outputs=len(self.output_names))
-
   def apply(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """f32[batch, h, w, c] in [-1, 1] -> (probabilities f32[batch, outputs], embedding f32[batch, 128]).
 
     Probabilities are softmax (categorical) or per-output sigmoid (multilabel), in [0, 1].
-    Pure and jittable.
+    Jitted once per kind, output count and batch shape.
     """
-    logits, embedding = self.module.apply({"params": self.params}, images)
-    probs = jax.nn.softmax(logits) if self.kind == "categorical" else jax.nn.sigmoid(logits)
-    return probs, embedding
+    return _classify(self.params, images, kind=self.kind, outputs=len(self.output_names))
 
   def summary(self) -> dict:
     return {"kind": self.kind, "test_accuracy": self.test_accuracy, "majority_accuracy": self.majority_accuracy,
             "data_sha256": self.data_sha256, "path": self.path}
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "outputs"))
+def _classify(params: dict, images: jax.Array, kind: str, outputs: int) -> tuple[jax.Array, jax.Array]:
+  logits, embedding = ImageClassifier(outputs=outputs).apply({"params": params}, images)
+  probs = jax.nn.softmax(logits) if kind == "categorical" else jax.nn.sigmoid(logits)
+  return probs, embedding
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:
@@ -122,12 +124,11 @@ def data_hash(train_images: np.ndarray, train_targets: np.ndarray, epochs: int, 
 
 def predict(classifier: DomainClassifier, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
   """Probabilities and embeddings of u8[n, h, w, c] images (or f32 in [-1, 1]), batched on the device."""
-  fn = jax.jit(classifier.apply)
   probs, embeddings = [], []
   for i in range(0, len(images), batch_size):
     chunk = images[i:i + batch_size]
     chunk = _to_float(chunk) if chunk.dtype == np.uint8 else np.asarray(chunk, np.float32)
-    p, e = jax.device_get(fn(chunk))
+    p, e = jax.device_get(classifier.apply(chunk))
     probs.append(p)
     embeddings.append(e)
   return np.concatenate(probs), np.concatenate(embeddings)
