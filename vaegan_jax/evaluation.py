@@ -186,11 +186,13 @@ def _attribute_agreement(ctx: EvalContext, prefix: str, probs: np.ndarray) -> di
           f"{prefix}/attribute_cosine": float(np.mean(cosine))}
 
 
-def attribute_arithmetic(ctx: EvalContext, encode: Callable, decode: Callable, count: int = 64) -> dict:
+def attribute_arithmetic(ctx: EvalContext, encode: Callable, decode: Callable, z_test: np.ndarray,
+                         count: int = 64) -> dict:
   """Larsen et al. 2016, sec. 5.2: z + s * (mean z(a=1) - mean z(a=0)), scored by the attribute classifier.
 
-  The vectors come from posterior means of the whole training split; the edit is applied to
-  up to ``count`` test images that lack the attribute, for each ``config.eval.strengths``.
+  The vectors come from posterior means of the whole training split (``encode``); the edit is
+  applied to the posterior means ``z_test`` of up to ``count`` test images that lack the
+  attribute, for each ``config.eval.strengths``.
 
   Returns:
     ``arithmetic/<attribute>/prob_at_<s>``: mean classifier probability of the attribute after
@@ -209,7 +211,6 @@ def attribute_arithmetic(ctx: EvalContext, encode: Callable, decode: Callable, c
   bs = ctx.config.eval.batch_size
   z_train = _batched(encode, ctx.train["image"], bs)
   vectors = metrics.attribute_vectors(z_train, ctx.train["attributes"])
-  z_test = _batched(encode, ctx.test["image"], bs)
   strengths = tuple(ctx.config.eval.strengths)
   out, rows = {}, []
   for attribute in ctx.config.eval.attributes:
@@ -270,7 +271,8 @@ def evaluate_vaegan_family(ctx: EvalContext) -> dict:
   ctx.progress.update()
 
   if has_encoder:
-    recon = _batched(jax.jit(lambda im: vaegan.reconstruct(models, state, im)), x, bs)
+    z_test = _batched(encode, x, bs)  # posterior means, reused below
+    recon = _batched(decode, z_test, bs)
     out.update(_quality(ctx, "reconstructions", recon, test_embedding))
     n = rows * rows // 2
     _save(ctx, "reconstructions",
@@ -283,13 +285,14 @@ def evaluate_vaegan_family(ctx: EvalContext) -> dict:
 
   pairs = min(c.eval.num_pairs, len(x) // 2)
   if has_encoder:
-    a, b = x[:pairs], x[len(x) // 2:len(x) // 2 + pairs]
-    grid = _interpolation_grid(ctx, _batched(encode, a, bs), _batched(encode, b, bs), decode, (a, b))
+    half = len(x) // 2
+    grid = _interpolation_grid(ctx, z_test[:pairs], z_test[half:half + pairs], decode,
+                               (x[:pairs], x[half:half + pairs]))
   else:
     grid = _interpolation_grid(ctx, z_prior[:pairs], z_prior[pairs:2 * pairs], decode, None)
   _save(ctx, "interpolation", grid)
   if has_encoder and "attributes" in ctx.test:
-    out.update(attribute_arithmetic(ctx, encode, decode))
+    out.update(attribute_arithmetic(ctx, encode, decode, z_test))
   ctx.progress.update()
   return out
 
@@ -396,8 +399,11 @@ def compare(workdirs: list[str], out: str) -> str:
   from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
   columns = []
   for workdir in workdirs:
-    steps = Checkpointer(os.path.join(workdir, "checkpoints"), create=False).all_steps() \
-        if os.path.isdir(os.path.join(workdir, "checkpoints")) else []
+    steps = []
+    if os.path.isdir(os.path.join(workdir, "checkpoints")):
+      checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
+      steps = checkpointer.all_steps()
+      checkpointer.close()
     done = os.path.join(workdir, "eval", str(steps[-1]), "metrics.json") if steps else ""
     if done and os.path.isfile(done):
       with open(done, encoding="utf-8") as f:
