@@ -131,3 +131,38 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert {x.dtype for x in jax.tree.leaves(after.params)} == {jnp.dtype(jnp.float32)}
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert _changed(state.params["decoder"], after.params["decoder"])
+
+
+@pytest.mark.parametrize("poison", [np.nan, np.inf])
+def test_a_non_finite_batch_is_skipped_and_counted_then_training_goes_on(poison):
+  c = _config("vaegan")
+  models, opts, state = _setup(c)
+  step = jax.jit(vaegan.make_train_step(c, models, opts))
+  good = _real_digits().astype(jnp.float32)
+  bad = good.at[3, 10, 10, 0].set(poison)          # one planted pixel poisons every loss
+  before = jax.device_get(state)
+  state, metrics = step(state, {"image": bad})
+  after = jax.device_get(state)
+  # Nothing learned from the bad batch: parameters, optimizer and BatchNorm state bit-identical.
+  for field in ("params", "opt_state", "batch_stats", "rng"):
+    for x, y in zip(jax.tree.leaves(getattr(before, field)), jax.tree.leaves(getattr(after, field)), strict=True):
+      np.testing.assert_array_equal(x, y, err_msg=field)
+  assert (int(after.step), int(after.nonfinite_steps), int(after.nonfinite_streak)) == (1, 1, 1)
+  assert float(metrics["train/nonfinite"]) == 1.0 and float(metrics["train/update_decoder"]) == 0.0
+  state, _ = step(state, {"image": bad})
+  assert (int(state.nonfinite_steps), int(state.nonfinite_streak)) == (2, 2)
+  state, metrics = step(state, {"image": good})   # a good step updates and ends the streak
+  assert (int(state.step), int(state.nonfinite_steps), int(state.nonfinite_streak)) == (3, 2, 0)
+  assert float(metrics["train/nonfinite"]) == 0.0
+  assert _changed(before.params, jax.device_get(state.params))
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state)))
+
+
+def test_float_images_of_the_same_range_train_like_uint8():
+  c = _config("vaegan")
+  models, opts, state = _setup(c)
+  step = jax.jit(vaegan.make_train_step(c, models, opts))
+  a, _ = step(state, {"image": _real_digits()})
+  b, _ = step(state, {"image": _real_digits().astype(jnp.float32)})
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)

@@ -18,6 +18,10 @@ one-hot cotangent, so each network gets the gradient of its own loss only: the e
 sees a GAN gradient, the discriminator never sees L_llike. Three optax optimizers (RMSProp
 with per-epoch exponential decay, as in the original code) update the three parameter trees.
 Equilibrium balancing gates the decoder and discriminator updates with traced 0/1 masks.
+
+A step whose losses or gradients are not all finite changes nothing but the step counter
+and the non-finite counters of ``TrainState`` (a traced select, no host sync); the train
+loop reads those counters when it logs and stops after ``train.max_consecutive_nonfinite``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import ml_collections
 import optax
 
 from vaegan_jax import losses
-from vaegan_jax.models import Decoder, Discriminator, Encoder
+from vaegan_jax.models import Decoder, Discriminator, Encoder, check_image_shape
 
 Params = dict[str, Any]
 
@@ -53,6 +57,10 @@ class TrainState(flax.struct.PyTreeNode):
     params: {network name: parameter tree}, networks as in ``NETWORKS[config.method]``.
     batch_stats: {network name: BatchNorm running statistics}.
     opt_state: {network name: optax state}.
+    nonfinite_steps: i32[] steps skipped so far because a loss or gradient was NaN or
+      infinite (their update was not applied).
+    nonfinite_streak: i32[] how many of the latest steps in a row were skipped (0 after a
+      good step).
   """
 
   step: jax.Array
@@ -60,6 +68,8 @@ class TrainState(flax.struct.PyTreeNode):
   params: Params
   batch_stats: Params
   opt_state: Params
+  nonfinite_steps: jax.Array
+  nonfinite_streak: jax.Array
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> dict[str, nn.Module]:
@@ -71,8 +81,12 @@ def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
 
   Returns:
     {network name: flax module}.
+
+  Raises:
+    ValueError: the networks cannot take images of ``image_shape`` (see ``check_image_shape``).
   """
   m = config.model
+  check_image_shape(image_shape, {name: m[f"{name}_features"] for name in NETWORKS[config.method]})
   dtype = jnp.dtype(m.dtype)
   bn = dict(bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, dtype=dtype)
   all_models = {
@@ -143,7 +157,8 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models
     batch_stats[name] = variables.get("batch_stats", {})
     opt_state[name] = optimizers[name].init(params[name])
   return TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(run_key),
-                    params=params, batch_stats=batch_stats, opt_state=opt_state)
+                    params=params, batch_stats=batch_stats, opt_state=opt_state,
+                    nonfinite_steps=jnp.zeros((), jnp.int32), nonfinite_streak=jnp.zeros((), jnp.int32))
 
 
 def compute_losses(models: dict[str, nn.Module], config: ml_collections.ConfigDict, params: Params,
@@ -240,15 +255,28 @@ def _select(mask: jax.Array, new, old):
   return jax.tree.map(lambda n, o: jnp.where(mask > 0, n, o), new, old)
 
 
+def all_finite(tree) -> jax.Array:
+  """bool[]: every element of every leaf of ``tree`` is finite (no NaN, no +-inf)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Module],
                     optimizers: dict[str, optax.GradientTransformation],
                     schedules: dict[str, optax.Schedule] | None = None) -> Callable:
   """Builds the pure train step ``(state, batch) -> (state, metrics)``; jit it with donation.
 
-  The batch is ``{"image": u8[batch, h, w, c]}`` (other keys are ignored). Metrics are f32
-  scalars under ``train/``: every loss term, ``d_x``/``d_recon``/``d_prior`` (mean
-  discriminator probabilities), and ``update_decoder``/``update_discriminator`` (1.0 when
-  that network was updated this step). No Python branch depends on device values.
+  The batch is ``{"image": u8[batch, h, w, c]}`` (other keys are ignored; a float array of
+  the same 0..255 range also works, which is how tests plant a NaN). Metrics are f32 scalars
+  under ``train/``: every loss term, ``d_x``/``d_recon``/``d_prior`` (mean discriminator
+  probabilities), ``update_decoder``/``update_discriminator`` (1.0 when that network was
+  updated this step), ``nonfinite`` (1.0 when this step was skipped), ``nonfinite_steps``
+  and ``nonfinite_streak`` (the state's counters after this step).
+
+  Skipping: if any network's loss or gradient is NaN or infinite, no parameter, optimizer
+  state or BatchNorm statistic changes; ``step`` still advances (the batch is consumed and
+  the next step gets the next key), ``nonfinite_steps`` and ``nonfinite_streak`` grow by one.
+  No Python branch depends on device values.
   """
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -261,21 +289,31 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
       masks["decoder"], masks["discriminator"] = losses.balance_masks(
           terms["real_cost"], terms["fake_cost"], config.balance.equilibrium, config.balance.margin)
 
+    finite = all_finite((network_losses, grads))
     params, opt_state = {}, {}
     for name, tx in optimizers.items():
       updates, new_opt = tx.update(grads[name], state.opt_state[name], state.params[name])
       new_params = optax.apply_updates(state.params[name], updates)
-      params[name] = _select(masks[name], new_params, state.params[name])
-      opt_state[name] = _select(masks[name], new_opt, state.opt_state[name])
+      apply = masks[name] * finite
+      params[name] = _select(apply, new_params, state.params[name])
+      opt_state[name] = _select(apply, new_opt, state.opt_state[name])
+    batch_stats = _select(finite, new_stats, state.batch_stats)
+    bad = 1 - finite.astype(jnp.int32)
+    nonfinite_steps = state.nonfinite_steps + bad
+    nonfinite_streak = (state.nonfinite_streak + 1) * bad
 
     metrics = {f"train/{k}": v for k, v in terms.items()}
     metrics.update({f"train/loss_{n}": v for n, v in network_losses.items()})
     if "discriminator" in state.params:
-      metrics["train/update_decoder"] = masks["decoder"]
-      metrics["train/update_discriminator"] = masks["discriminator"]
+      metrics["train/update_decoder"] = masks["decoder"] * finite
+      metrics["train/update_discriminator"] = masks["discriminator"] * finite
+    metrics["train/nonfinite"] = bad.astype(jnp.float32)
+    metrics["train/nonfinite_steps"] = nonfinite_steps.astype(jnp.float32)
+    metrics["train/nonfinite_streak"] = nonfinite_streak.astype(jnp.float32)
     for name, schedule in (schedules or {}).items():
       metrics[f"train/lr_{name}"] = jnp.asarray(schedule(state.step), jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                              nonfinite_steps=nonfinite_steps, nonfinite_streak=nonfinite_streak)
     return new_state, metrics
 
   return train_step
