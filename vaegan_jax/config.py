@@ -77,6 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.image_every = 500
   c.train.num_image_rows = 8   # image grids show num_image_rows**2 images
+  # A step with a NaN/inf loss or gradient is skipped and counted (train/nonfinite_steps);
+  # this many skipped in a row stop the run with an error, keeping the last good checkpoint.
+  # 1 = stop at the first non-finite step.
+  c.train.max_consecutive_nonfinite = 10
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
@@ -154,11 +158,16 @@ def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
     raise ValueError(f"config.{key}={value!r} is not one of {choices}; set --config.{key}=<one of them>")
 
 
+def _check(ok: bool, key: str, value, rule: str) -> None:
+  if not ok:
+    raise ValueError(f"config.{key}={value!r} {rule}: set --config.{key} to such a value (or fix the config file)")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks values the ConfigDict's type checks cannot.
+  """Checks values the ConfigDict's type checks cannot, before anything is computed or written.
 
   Raises:
-    ValueError: naming the key, the bad value and what is allowed.
+    ValueError: naming the key, the bad value, the rule and the flag that fixes it.
   """
   _check_choice(config.method, METHODS, "method")
   _check_choice(config.data.name, DATASETS, "data.name")
@@ -171,16 +180,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.method == "vae" and config.loss.llike != "pixel":
     raise ValueError("config.method='vae' has no discriminator, so its likelihood is on pixels: "
                      "set --config.loss.llike=pixel")
-  for key in ("batch_size", "num_steps", "log_every", "image_every"):
-    if config.train[key] <= 0:
-      raise ValueError(f"config.train.{key}={config.train[key]} must be positive")
-  if config.checkpoint.every_steps <= 0 or config.checkpoint.max_to_keep <= 0:
-    raise ValueError("config.checkpoint.every_steps and config.checkpoint.max_to_keep must be positive")
-  if config.balance.margin < 0:
-    raise ValueError(f"config.balance.margin={config.balance.margin} must be >= 0")
-  for key in ("batch_size", "classifier_epochs", "num_pairs", "interpolation_steps"):
-    if config.eval[key] <= 0:
-      raise ValueError(f"config.eval.{key}={config.eval[key]} must be positive")
+  positive = {f"train.{k}": config.train[k] for k in (
+      "batch_size", "num_steps", "log_every", "image_every", "num_image_rows", "max_consecutive_nonfinite")}
+  positive.update({f"checkpoint.{k}": config.checkpoint[k] for k in ("every_steps", "max_to_keep")})
+  positive.update({f"model.{k}": config.model[k] for k in (
+      "latent_dim", "encoder_dense", "discriminator_dense", "bn_epsilon")})
+  positive.update({f"eval.{k}": config.eval[k] for k in (
+      "batch_size", "classifier_epochs", "num_pairs", "interpolation_steps")})
+  positive["data.num_threads"] = config.data.num_threads
+  for name in ("encoder", "decoder", "discriminator"):
+    o = config.optim[name]
+    positive.update({f"optim.{name}.learning_rate": o.learning_rate, f"optim.{name}.eps": o.eps})
+    _check(0 < o.decay_per_epoch <= 1, f"optim.{name}.decay_per_epoch", o.decay_per_epoch, "must be in (0, 1]")
+    _check(0 <= o.rmsprop_decay < 1, f"optim.{name}.rmsprop_decay", o.rmsprop_decay, "must be in [0, 1)")
+    for key in ("min_learning_rate", "weight_decay"):
+      _check(o[key] >= 0, f"optim.{name}.{key}", o[key], "must be >= 0")
+  for key, value in positive.items():
+    _check(value > 0, key, value, "must be positive")
+  for key in ("encoder_features", "decoder_features", "discriminator_features"):
+    value = tuple(config.model[key])
+    _check(len(value) >= (2 if key == "discriminator_features" else 1)
+           and all(isinstance(f, int) and f > 0 for f in value),
+           f"model.{key}", value, "must list positive channel counts (the discriminator at least two)")
+  _check(0 <= config.model.bn_momentum < 1, "model.bn_momentum", config.model.bn_momentum, "must be in [0, 1)")
+  _check(config.data.prefetch >= 0, "data.prefetch", config.data.prefetch, "must be >= 0")
+  _check(config.loss.gamma >= 0, "loss.gamma", config.loss.gamma, "must be >= 0")
+  _check(config.balance.margin >= 0, "balance.margin", config.balance.margin, "must be >= 0")
+  _check(config.balance.equilibrium >= 0, "balance.equilibrium", config.balance.equilibrium,
+         "must be >= 0 (it is a BCE cost in nats; the paper uses 0.68)")
 
 
 def to_json(config: ml_collections.ConfigDict) -> dict:

@@ -22,6 +22,32 @@ import jax.numpy as jnp
 from vaegan_jax.models.layers import SubpixelConvTranspose
 
 
+def check_image_shape(image_shape: Sequence[int], features: dict[str, Sequence[int]]) -> None:
+  """Raises ValueError unless these networks can take images of ``image_shape``.
+
+  Each stride-2 layer halves the image (the encoder has ``len(encoder_features)``, the
+  discriminator ``len(discriminator_features) - 1``, the decoder doubles ``len(decoder_features)``
+  times), so the shorter side must be at least 2**layers pixels, or the deepest layers would
+  convolve a 1x1 map; images have 1 (grey) or 3 (RGB) channels.
+
+  Args:
+    image_shape: (height, width, channels) of the dataset's images.
+    features: {network name ("encoder", "decoder", "discriminator"): its ``features``}, for
+      the networks that exist.
+  """
+  if len(image_shape) != 3 or image_shape[2] not in (1, 3):
+    raise ValueError(f"images of shape {tuple(image_shape)} are not (height, width, 1 or 3 channels): "
+                     "use a dataset of grey or RGB images")
+  for name, channels in features.items():
+    layers = len(channels) - (name == "discriminator")
+    if min(image_shape[:2]) < 2 ** layers:
+      raise ValueError(
+          f"{image_shape[0]}x{image_shape[1]} images are too small for the {layers} stride-2 layers of the "
+          f"{name} (they need at least {2 ** layers} px on each side): give --config.model.{name}_features "
+          f"at most {max(1, int(math.log2(min(image_shape[:2]))))} entries"
+          + (" after the first" if name == "discriminator" else ""))
+
+
 def _batch_norm(train: bool, momentum: float, epsilon: float, dtype: Any) -> nn.BatchNorm:
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype)
 
