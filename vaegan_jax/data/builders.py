@@ -19,6 +19,25 @@ import tensorflow_datasets as tfds
 
 CELEBA_NPZ = "celeba_id200x30_64x64.npz"
 
+# The raw files each dataset is prepared from (in its manual_dir), with their size in bytes
+# and sha256 (../shared/data/README.md; the IDX files have the official MD5s too), checked
+# before preparing so that a truncated or corrupt copy is named instead of half-read.
+_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+RAW_FILES = {
+    "celeba64": {CELEBA_NPZ: (68_803_751, "d9bbe96f27dae7de98486f6cc3f842d0be9735b2649601f43d6d29581a0770cb")},
+    "mnist": dict(zip(_IDX, (
+        (9_912_422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        (28_881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        (1_648_877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        (4_542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")))),
+    "fashion_mnist": dict(zip(_IDX, (
+        (26_421_880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        (29_515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        (4_422_102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        (5_148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5")))),
+}
+
 # Column order of list_attr_celeba.txt (and of the npz's `attributes`).
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",

@@ -12,6 +12,7 @@ TensorFlow is needed only once, to *prepare* the catalog builders ``mnist`` and
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import grain
@@ -27,6 +28,11 @@ DATA_ENV = "VAEGAN_DATA_DIR"
 _MANUAL_SUBDIR = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "celeba64": "celeba"}
 _CATALOG = ("mnist", "fashion_mnist")
 _KEEP = ("image", "label", "attributes", "identity")
+
+
+class DataError(RuntimeError):
+  """Dataset files exist but cannot be used (corrupt, unreadable, or TensorFlow missing to
+  prepare them); the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,41 +69,89 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   return tfds.builder(config.data.name, data_dir=data_dir, file_format="array_record")
 
 
+def check_raw_files(name: str, folder: str | None) -> None:
+  """Checks that ``folder`` holds every raw file of dataset ``name``, whole and unchanged.
+
+  Args:
+    name: a dataset of ``builders.RAW_FILES`` (others have nothing to check).
+    folder: the manual_dir (``manual_dir(config)``), or None if none is configured.
+
+  Raises:
+    FileNotFoundError: no folder is configured, or a file is missing.
+    DataError: a file's size or sha256 differs from the published one (truncated or corrupt).
+  """
+  expected = builders.RAW_FILES.get(name, {})
+  if not expected:
+    return
+  where = (f"Set --config.data.manual_dir=/path/to/{_MANUAL_SUBDIR[name]} or the environment variable "
+           f"{DATA_ENV} to the folder holding {_MANUAL_SUBDIR[name]}/ (e.g. {DATA_ENV}=../shared/data).")
+  if not folder:
+    raise FileNotFoundError(f"{name} is prepared from local files ({', '.join(expected)}) and no folder is "
+                            f"set. {where}")
+  for filename, (size, sha256) in expected.items():
+    path = os.path.join(folder, filename)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"{name}: {path} is missing. {where}")
+    actual_size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 22), b""):
+        digest.update(block)
+    if actual_size != size or digest.hexdigest() != sha256:
+      raise DataError(
+          f"{name}: {path} is truncated or corrupt ({actual_size:,} bytes, sha256 {digest.hexdigest()[:12]}...; "
+          f"expected {size:,} bytes, sha256 {sha256[:12]}...). Copy it again from its source "
+          "(../shared/data/README.md lists every file's size and sha256).")
+
+
+def _check_readable(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> None:
+  """Reads the first and last example of the train and eval splits (a truncated file fails here)."""
+  for split in (config.data.train_split, config.data.eval_split):
+    try:
+      source = builder.as_data_source(split=split)
+      source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
+    except Exception as e:  # pylint: disable=broad-except  # tfds/array_record raise many types
+      if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
+        raise ValueError(f"{config.data.name} has no split {split!r} (it has {list(builder.info.splits)}): "
+                         "set --config.data.train_split / --config.data.eval_split") from e
+      raise DataError(
+          f"the prepared {config.data.name} data in {builder.data_dir} cannot be read ({type(e).__name__}: "
+          f"{str(e)[:200]}). Delete that folder and run again to prepare it anew from the raw files.") from e
+
+
 def prepare(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """Returns the dataset's tfds builder, preparing it to ArrayRecord first if needed.
 
+  Before preparing, the raw files are checked (``check_raw_files``); after, the first and
+  last example of the train and eval splits are read, so a broken dataset fails here, with
+  the fix in the message, rather than in a reader thread mid-training.
+
   Raises:
-    FileNotFoundError: CelebA's npz is neither under ``config.data.manual_dir`` nor under
-      ``$VAEGAN_DATA_DIR/celeba``.
-    RuntimeError: a catalog builder (mnist, fashion_mnist) must be prepared and TensorFlow
-      is not installed; or the prepared copy is not ArrayRecord.
+    FileNotFoundError: raw files (CelebA's npz, the IDX files) are neither under
+      ``config.data.manual_dir`` nor under ``$VAEGAN_DATA_DIR/<dataset>``.
+    ValueError: a configured split does not exist.
+    DataError: a raw file is truncated or corrupt; a catalog builder (mnist, fashion_mnist)
+      must be prepared and TensorFlow is not installed; the prepared copy is not ArrayRecord;
+      or it cannot be read.
   """
   builder = _builder(config)
-  if builder.is_prepared():
-    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-      raise RuntimeError(
-          f"{builder.data_dir} holds {config.data.name} as {builder.info.file_format}, but this "
-          "project reads ArrayRecord: set --config.data.data_dir to another folder to prepare it again")
-    return builder
-  name, manual = config.data.name, manual_dir(config)
-  download_config = None
-  if name == "celeba64":
-    npz = os.path.join(manual or "", builders.CELEBA_NPZ)
-    if not manual or not os.path.isfile(npz):
-      raise FileNotFoundError(
-          f"CelebA subset not found (looked for {npz if manual else builders.CELEBA_NPZ!r} with no folder set). "
-          f"Set --config.data.manual_dir=/path/to/celeba or the environment variable {DATA_ENV} to the "
-          f"folder holding celeba/{builders.CELEBA_NPZ} (e.g. {DATA_ENV}=../shared/data).")
-  if name in _CATALOG:
-    try:
-      import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    except ImportError as e:
-      raise RuntimeError(
-          f"Preparing the tfds catalog builder {name!r} needs TensorFlow (once; reading does not): "
-          "pip install 'vaegan-jax[catalog]', or use --config.data.name=mnist5k") from e
-  if manual:
-    download_config = tfds.download.DownloadConfig(manual_dir=manual)
-  builder.download_and_prepare(download_config=download_config)
+  if not builder.is_prepared():
+    name, manual = config.data.name, manual_dir(config)
+    if name in _CATALOG:
+      try:
+        import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+      except ImportError as e:
+        raise DataError(
+            f"Preparing the tfds catalog builder {name!r} needs TensorFlow (once; reading does not): "
+            "pip install 'vaegan-jax[catalog]', or use --config.data.name=mnist5k") from e
+    check_raw_files(name, manual)
+    download_config = tfds.download.DownloadConfig(manual_dir=manual) if manual else None
+    builder.download_and_prepare(download_config=download_config)
+  if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    raise DataError(
+        f"{builder.data_dir} holds {config.data.name} as {builder.info.file_format}, but this "
+        "project reads ArrayRecord: set --config.data.data_dir to another folder to prepare it again")
+  _check_readable(builder, config)
   return builder
 
 
