@@ -4,7 +4,9 @@
   python train.py --config configs/vaegan_celeba.py --workdir runs/celeba
   python train.py --config configs/vae_celeba.py --config.train.num_steps=2000
 
-Re-running the same command resumes from the workdir's newest checkpoint.
+Re-running the same command resumes from the workdir's newest checkpoint. SIGTERM or
+Ctrl-C (SIGINT) finish the current step, save a checkpoint and exit 0; bad input exits 1
+with "train.py: error: <what is wrong and how to fix it>" before anything is computed.
 """
 
 import os
@@ -20,6 +22,26 @@ flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, images "
 FLAGS = flags.FLAGS
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with a one-line error for unknown or mistyped ``--config.*`` keys.
+
+  ml_collections raises AttributeError/KeyError (with a "Did you mean" hint) or TypeError
+  from inside flag parsing, which absl would print as a long traceback.
+  """
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    cause = e
+    while cause.args and isinstance(cause.args[0], BaseException):  # ml_collections nests them
+      cause = cause.args[0]
+    text = str(cause.args[0] if cause.args else cause).replace("\n", " ")
+    if isinstance(cause, (AttributeError, KeyError)):
+      text = f"unknown config key {text}"
+    bad = [a for a in argv[1:] if a.startswith("--")]
+    raise SystemExit(f"train.py: error: {text} (flags given: {' '.join(bad)}). Config keys and their "
+                     "types are in vaegan_jax/config.py (base_config); flags in train.py --help.") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -30,9 +52,15 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or os.path.join("runs", f"{config.method}_{config.data.name}")
   logging.info("JAX %s, %d process(es), devices: %s", jax.__version__, jax.process_count(), jax.devices())
-  trainer.train_and_evaluate(config, workdir)
-  print(f"done: {workdir}")
+  try:
+    state = trainer.train_and_evaluate(config, workdir)
+  except trainer.EXPECTED_ERRORS as e:  # bad input or a stopped run: the message says what to do
+    if FLAGS.verbosity > 0:
+      raise
+    raise SystemExit(f"train.py: error: {e}\n(--verbosity=1 shows the traceback)") from None
+  if int(state.step) >= config.train.num_steps:
+    print(f"done: {workdir}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

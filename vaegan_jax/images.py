@@ -31,9 +31,11 @@ def make_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
 
 
 def save_png(path: str, grid: np.ndarray) -> None:
-  """Writes u8[H, W, 1 or 3] as a PNG, creating the folder."""
+  """Writes u8[H, W, 1 or 3] as a PNG, creating the folder; atomic (a kill never leaves half a file)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+  tmp = f"{path}.tmp"
+  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(tmp, format="PNG")
+  os.replace(tmp, path)
 
 
 def interleave_rows(top: np.ndarray, bottom: np.ndarray, columns: int) -> np.ndarray:

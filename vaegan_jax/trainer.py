@@ -1,8 +1,9 @@
 """The train loop: ``train_and_evaluate(config, workdir)``.
 
 Resumes from the newest checkpoint in ``workdir`` if there is one (state, optimizer states,
-data position), so killing a run and starting the same command again continues it exactly.
-Metrics leave the device every ``train.log_every`` steps only (no per-step host sync).
+non-finite counters, random key, data position), so killing a run and starting the same
+command again continues it exactly. Metrics leave the device every ``train.log_every``
+steps and at checkpoints only (no per-step host sync).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import optax
 from tqdm import tqdm
 
 from vaegan_jax import config as config_lib
-from vaegan_jax import data, images, parallel
-from vaegan_jax.checkpoint import Checkpointer, abstract_with_sharding
+from vaegan_jax import data, images, parallel, preemption
+from vaegan_jax import workdir as workdir_lib
+from vaegan_jax.checkpoint import Checkpointer, CheckpointError, abstract_with_sharding
+from vaegan_jax.workdir import WorkdirBusyError
 from vaegan_jax.methods import vaegan
 from vaegan_jax.metric_writers import MetricWriter
 
@@ -56,18 +59,31 @@ class Run:
 def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
   """Validates the config, prepares the data and builds networks, optimizers and the mesh.
 
+  Every check of the input happens here, before any array is allocated or file written.
+
   Raises:
-    ValueError: a bad config value, or a batch that does not split over the devices.
+    ValueError: a bad config value, a batch that does not split over the devices or is
+      larger than the train split, or networks that cannot take the dataset's images.
+    FileNotFoundError, data.DataError: missing or corrupt dataset files.
   """
   config_lib.validate(config)
   info = data.dataset_info(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.train.batch_size, mesh)
+  if config.train.batch_size > info.num_train:
+    raise ValueError(f"config.train.batch_size={config.train.batch_size} exceeds the {info.num_train} training "
+                     f"examples of {config.data.name}: set --config.train.batch_size to at most {info.num_train}")
   steps_per_epoch = max(1, info.num_train // config.train.batch_size)
   models = vaegan.build_models(config, info.image_shape)
   schedules = {name: vaegan.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in models}
   optimizers = vaegan.make_optimizers(config, steps_per_epoch)
   return Run(config, info, mesh, models, optimizers, schedules, steps_per_epoch)
+
+
+# What train.py reports as "error: <message>" (each names the problem and its fix) rather
+# than as a traceback; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, data.DataError, WorkdirBusyError, CheckpointError,
+                   FloatingPointError)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -92,7 +108,47 @@ def check_same_run(saved: dict, config: ml_collections.ConfigDict, where: str) -
 @jax.jit
 def _all_finite(tree) -> jax.Array:
   """bool[]: every leaf of ``tree`` is finite (one device reduction, one host read)."""
-  return jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jax.numpy.all(jax.numpy.isfinite(x)), tree), True)
+  return vaegan.all_finite(tree)
+
+
+class DivergedError(FloatingPointError):
+  """``train.max_consecutive_nonfinite`` steps in a row had a NaN or infinite loss or gradient."""
+
+
+def _read_checkpoint(run: Run, checkpointer: Checkpointer, step: int, workdir: str):
+  """Restores ``step`` after checking it is this config's model; ``(state, data_state)``."""
+  check_same_run(checkpointer.restore_config(step), run.config, workdir)
+  state, data_state, _ = checkpointer.restore(step, run.abstract_state())
+  if not bool(_all_finite(state.params)):
+    raise checkpointer.unreadable(step, FloatingPointError("its parameters are not finite"))
+  return state, data_state
+
+
+def _check_health(pending: list[tuple[int, dict]], limit: int, checkpointer: Checkpointer) -> list[dict]:
+  """Fetches the window's metrics (the loop's only host sync) and raises on divergence.
+
+  Raises:
+    DivergedError: some step of the window ended ``limit`` or more non-finite steps in a row.
+  """
+  host = jax.device_get([m for _, m in pending])
+  for (step, _), m in zip(pending, host):
+    if m["train/nonfinite_streak"] >= limit:
+      raise DivergedError(
+          f"{limit} steps in a row ({step - limit + 1} to {step}) had a NaN or infinite loss or gradient; "
+          f"their updates were skipped and the run stops at step {step}. Checkpoint "
+          f"{checkpointer.latest_step()} (the last good one) is kept. Look at the data of those steps, lower "
+          "the learning rates or loss.gamma, or raise --config.train.max_consecutive_nonfinite; then run the "
+          "same command again to resume from that checkpoint.")
+  return host
+
+
+def _window_means(host: list[dict]) -> dict[str, float]:
+  """Means of a log window over its finite steps, plus the non-finite counters after it."""
+  good = [m for m in host if m["train/nonfinite"] == 0]
+  means = {k: float(np.mean([m[k] for m in good])) for k in host[0] if not k.startswith("train/nonfinite")} if good else {}
+  means["train/nonfinite_steps"] = float(host[-1]["train/nonfinite_steps"])
+  means["train/nonfinite_streak"] = float(host[-1]["train/nonfinite_streak"])
+  return means
 
 
 class _ImageLogger:
@@ -118,11 +174,40 @@ class _ImageLogger:
       self.writer.write_image(step, name, grid)
 
 
+def _resume_point(run: Run, workdir: str):
+  """Read-only, before the workdir lock: the newest checkpoint's step, state and data position.
+
+  Returns:
+    (step, state, data_state), all None for a new run.
+  """
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return None, None, None
+  reader = Checkpointer(directory, create=False)
+  try:
+    latest = reader.latest_step()
+    if latest is None:
+      return None, None, None
+    return (latest, *_read_checkpoint(run, reader, latest, workdir))
+  finally:
+    reader.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> vaegan.TrainState:
   """Trains ``config`` in ``workdir``, resuming from its newest checkpoint.
 
-  Leaves ``workdir/checkpoints/<step>``, ``metrics.jsonl``, ``tensorboard/`` and
-  ``images/{reconstructions,samples}_<step>.png``.
+  Leaves ``workdir/checkpoints/<step>``, ``metrics.jsonl``, ``tensorboard/``,
+  ``images/{reconstructions,samples}_<step>.png`` and ``train.lock``.
+
+  Reliability (README "Reliability"):
+
+  * Every check of the input (config values, dataset files, image shape, batch split, the
+    workdir's lock, the saved run's model and the readability of its newest checkpoint) runs
+    before anything is computed or written.
+  * SIGTERM or SIGINT finish the current step, save a checkpoint, wait for it and return;
+    running the same command again resumes exactly (same batches, keys and updates).
+  * A step with a NaN or infinite loss or gradient is skipped and counted on the device;
+    the loop reads the counters once per ``train.log_every`` steps and at each checkpoint.
 
   Args:
     config: a config from ``configs/*.py``.
@@ -130,65 +215,96 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     devices: devices of the data mesh (default: all).
 
   Returns:
-    The final train state.
+    The final train state (or the state at the step where a signal stopped the run).
 
   Raises:
-    ValueError: bad config, or a workdir holding another model's run.
-    FloatingPointError: a loss became NaN or infinite (the last good checkpoint is kept).
+    ValueError: bad config, a batch that does not split over the devices, networks that
+      cannot take the dataset's images, or a workdir holding another model's run.
+    FileNotFoundError, vaegan_jax.data.DataError: missing, corrupt or unreadable dataset files.
+    WorkdirBusyError: another process is training in ``workdir``.
+    CheckpointError: the newest checkpoint cannot be read (the message offers the previous one).
+    DivergedError: ``train.max_consecutive_nonfinite`` non-finite steps in a row (the last good
+      checkpoint is kept).
   """
   run = setup(config, devices)
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check_free(workdir)
+  latest, state, data_state = _resume_point(run, workdir)
   tc = config.train
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
-  latest = checkpointer.latest_step()
-  if latest is None:
-    state, data_state = run.init_state(), None
-  else:
-    check_same_run(checkpointer.restore_config(latest), config, workdir)
-    state, data_state, _ = checkpointer.restore(latest, run.abstract_state())
-    print(f"resuming from step {latest} in {workdir}")
-  start = int(state.step)
-  config_json = config_lib.to_json(config)
+  with workdir_lib.WorkdirLock(workdir), preemption.StopRequest() as stop:
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
+    writer = None
+    try:
+      if checkpointer.latest_step() != latest:  # a run finished between the check and the lock
+        latest = checkpointer.latest_step()
+        state, data_state = _read_checkpoint(run, checkpointer, latest, workdir)
+      if latest is None:
+        state = run.init_state()
+      else:
+        print(f"resuming from step {latest} in {workdir}", flush=True)
+      start = int(state.step)
+      batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state)
+      train_step = parallel.jit_train_step(
+          vaegan.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
+      writer = MetricWriter(workdir, resume_step=latest)
+      log_images = _ImageLogger(run, workdir, writer)
+      config_json = config_lib.to_json(config)
+      state = _loop(run, state, start, batches, train_step, checkpointer, writer, log_images, config_json, stop)
+    finally:  # an in-flight asynchronous save completes even when the loop raises
+      checkpointer.close()
+      if writer is not None:
+        writer.close()
+  if stop.requested:
+    saved = checkpointer.latest_step()
+    print(f"stopped by {stop.requested} after step {int(state.step)}; "
+          + (f"checkpoint {saved} is saved in {checkpointer.directory}" if saved is not None else "no step to save")
+          + ". Run the same command again to resume.", flush=True)
+  return state
 
-  batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state)
-  train_step = parallel.jit_train_step(
-      vaegan.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
-  writer = MetricWriter(workdir)
-  log_images = _ImageLogger(run, workdir, writer)
 
-  pending: list[dict] = []
-  last_time, last_step = time.perf_counter(), start
-  try:
-    with tqdm(total=tc.num_steps, initial=start, desc=f"{config.method}/{config.data.name}",
-              unit="step", dynamic_ncols=True, mininterval=1.0) as bar:
-      for step in range(start + 1, tc.num_steps + 1):
-        state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
-        pending.append(metrics)
-        if step % tc.log_every == 0 or step == tc.num_steps:
-          host = jax.device_get(pending)  # the only sync: once per log_every steps
-          means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-          now = time.perf_counter()
-          means["train/images_per_second"] = (step - last_step) * tc.batch_size / (now - last_time)
-          means["train/epoch"] = step / run.steps_per_epoch
-          last_time, last_step, pending = now, step, []
-          bad = [k for k, v in means.items() if not np.isfinite(v)]
-          if bad:
-            raise FloatingPointError(
-                f"non-finite {bad} at step {step}; checkpoint {checkpointer.latest_step()} is kept. "
-                "Lower the learning rates or gamma, or keep balancing on (--config.balance.enabled=True).")
-          writer.write_scalars(step, means)
-          bar.set_postfix({"img/s": f"{means['train/images_per_second']:.1f}",
-                           **{k.split("/")[1]: f"{v:.3g}" for k, v in means.items()
-                              if k.split("/")[1] in ("loss_encoder", "loss_decoder", "loss_discriminator")}})
-        if step % tc.image_every == 0 or step == tc.num_steps:
-          log_images(step, state)
-        if step % config.checkpoint.every_steps == 0 or step == tc.num_steps:
-          if not bool(_all_finite(state.params)):
-            raise FloatingPointError(f"parameters are not finite at step {step}; "
-                                     f"checkpoint {checkpointer.latest_step()} is kept")
-          checkpointer.save(step, state, batches.get_state(), config_json)
-        bar.update(1)
-  finally:  # an in-flight asynchronous save completes even when the loop raises
-    checkpointer.close()
-    writer.close()
+def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkpointer, writer: MetricWriter,
+          log_images: "_ImageLogger", config_json: dict, stop: preemption.StopRequest):
+  config, tc = run.config, run.config.train
+  pending: list[tuple[int, dict]] = []
+  last_time, last_step, saved = time.perf_counter(), start, start
+
+  def log(step: int) -> None:
+    nonlocal pending, last_time, last_step
+    means = _window_means(_check_health(pending, tc.max_consecutive_nonfinite, checkpointer))
+    now = time.perf_counter()
+    means["train/images_per_second"] = (step - last_step) * tc.batch_size / (now - last_time)
+    means["train/epoch"] = step / run.steps_per_epoch
+    last_time, last_step, pending = now, step, []
+    writer.write_scalars(step, means)
+    bar.set_postfix({"img/s": f"{means['train/images_per_second']:.1f}",
+                     **{k.split("/")[1]: f"{v:.3g}" for k, v in means.items()
+                        if k.split("/")[1] in ("loss_encoder", "loss_decoder", "loss_discriminator")}})
+
+  def save(step: int) -> None:
+    nonlocal saved
+    _check_health(pending, tc.max_consecutive_nonfinite, checkpointer)
+    if not bool(_all_finite(state.params)):
+      raise DivergedError(f"parameters are not finite at step {step}; checkpoint {checkpointer.latest_step()} is kept")
+    checkpointer.save(step, state, batches.get_state(), config_json)
+    saved = step
+
+  with tqdm(total=tc.num_steps, initial=start, desc=f"{config.method}/{config.data.name}",
+            unit="step", dynamic_ncols=True, mininterval=1.0) as bar:
+    for step in range(start + 1, tc.num_steps + 1):
+      if stop.requested:
+        break
+      state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
+      pending.append((step, metrics))
+      if step % tc.log_every == 0 or step == tc.num_steps:
+        log(step)
+      if step % tc.image_every == 0 or step == tc.num_steps:
+        log_images(step, state)
+      if step % config.checkpoint.every_steps == 0 or step == tc.num_steps:
+        save(step)
+      bar.update(1)
+    step = int(state.step)
+    if stop.requested and step != saved:  # preempted between checkpoints
+      if pending:
+        log(step)
+      save(step)
+  checkpointer.wait_until_finished()
   return state
