@@ -3,10 +3,18 @@
 import importlib.util
 import os
 import pathlib
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# XLA's persistent compilation cache, shared by this session's tests and the train.py
+# processes they start: the same smoke train step compiles once instead of once per run
+# (a smoke train.py takes 37 s cold, 12 s warm on 2 CPU cores). Set before jax is imported.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="vaegan_jax_xla_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
 def shared_data_dir() -> pathlib.Path | None:

@@ -38,7 +38,7 @@ def test_two_n_steps_equal_n_steps_restart_n_steps(smoke_config, tmp_path):
   c.train.num_steps = 4
   resumed = trainer.train_and_evaluate(c, str(tmp_path / "resumed"))
   assert int(straight.step) == int(resumed.step) == 4
-  _leaves_equal(straight, resumed, atol=1e-6)
+  _leaves_equal(straight, resumed)   # bit-identical
 
 
 def test_resume_refuses_a_workdir_of_another_model(smoke_config, tmp_path):
@@ -48,20 +48,3 @@ def test_resume_refuses_a_workdir_of_another_model(smoke_config, tmp_path):
   c.method, c.loss.llike = "vae", "pixel"
   with pytest.raises(ValueError, match="another model"):
     trainer.train_and_evaluate(c, str(tmp_path / "run"))
-
-
-def test_divergence_raises_and_keeps_the_last_good_checkpoint(smoke_config, tmp_path):
-  c = smoke_config
-  c.train.num_steps = 3
-  good = trainer.train_and_evaluate(c, str(tmp_path / "run"))
-  for name in ("encoder", "decoder", "discriminator"):   # blow the parameters up on resume
-    c.optim[name].learning_rate = 1e30
-    c.optim[name].min_learning_rate = 1e30
-  c.train.num_steps = 6
-  with pytest.raises(FloatingPointError, match="checkpoint 3 is kept"):
-    trainer.train_and_evaluate(c, str(tmp_path / "run"))
-  ckpt = Checkpointer(str(tmp_path / "run" / "checkpoints"))
-  assert ckpt.all_steps() == [3]
-  restored, _, _ = ckpt.restore(3, trainer.setup(c).abstract_state())
-  ckpt.close()
-  _leaves_equal(restored, good)
