@@ -26,14 +26,14 @@ def main(argv):
     raise app.UsageError("give either --workdir W (one run) or --compare W1,W2,... (a table)")
   if FLAGS.verbosity == 0:
     logging.set_verbosity(logging.WARNING)
-  from vaegan_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import evaluation, trainer  # pylint: disable=import-outside-toplevel
   try:
     if FLAGS.compare:
       print(evaluation.compare(FLAGS.compare, FLAGS.out))
       print(f"wrote {FLAGS.out}/comparison.md and comparison.png")
       return
     results, folder = evaluation.evaluate(FLAGS.workdir, FLAGS.step)
-  except (FileNotFoundError, ValueError) as e:
+  except trainer.EXPECTED_ERRORS as e:
     raise SystemExit(f"eval.py: {e}") from None
   print(f"step {results['step']}: method={results['method']} data={results['dataset']}")
   for key, value in results.items():

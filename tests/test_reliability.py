@@ -287,3 +287,14 @@ def test_a_truncated_checkpoint_is_refused_offering_the_previous_one(run_copy, s
   # Following the advice resumes from checkpoint 3.
   shutil.move(run_copy / "checkpoints" / "6", run_copy / "broken_checkpoint_6")
   assert int(trainer.train_and_evaluate(smoke_config, str(run_copy)).step) == 9
+
+
+@pytest.mark.parametrize("resume_step, kept", [(4, [2, 4]), (0, [])])
+def test_a_resumed_run_drops_what_the_killed_run_logged_after_its_checkpoint(resume_step, kept, tmp_path):
+  from vaegan_jax.metric_writers import MetricWriter
+  path = tmp_path / "metrics.jsonl"
+  path.write_text("".join(json.dumps({"step": s, "train/kl": 1.0}) + "\n" for s in (2, 4, 6)) + '{"step": 8, "tr')
+  writer = MetricWriter(str(tmp_path), resume_step=resume_step)   # 0: killed before its first checkpoint
+  writer.write_scalars(resume_step + 2, {"train/kl": 2.0})
+  writer.close()
+  assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == kept + [resume_step + 2]

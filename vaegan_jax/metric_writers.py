@@ -43,9 +43,10 @@ class MetricWriter:
 
   Args:
     workdir: the run folder.
-    resume_step: the checkpoint step a resumed run starts from (None for a new run): records
-      of later steps, written by the interrupted run, are dropped from ``metrics.jsonl`` and
-      purged in TensorBoard (``purge_step``), so each step appears once.
+    resume_step: the step the run starts from (0 for a new run, the checkpoint's step for a
+      resumed one; None to keep everything): records of later steps, written by a killed
+      run, are dropped from ``metrics.jsonl`` and purged in TensorBoard (``purge_step``), so
+      each step appears once.
   """
 
   def __init__(self, workdir: str, resume_step: int | None = None):

@@ -124,6 +124,11 @@ def _read_checkpoint(run: Run, checkpointer: Checkpointer, step: int, workdir: s
   return state, data_state
 
 
+def _kept(checkpointer: Checkpointer) -> str:
+  latest = checkpointer.latest_step()
+  return "No checkpoint was saved yet." if latest is None else f"Checkpoint {latest} (the last good one) is kept."
+
+
 def _check_health(pending: list[tuple[int, dict]], limit: int, checkpointer: Checkpointer) -> list[dict]:
   """Fetches the window's metrics (the loop's only host sync) and raises on divergence.
 
@@ -135,10 +140,9 @@ def _check_health(pending: list[tuple[int, dict]], limit: int, checkpointer: Che
     if m["train/nonfinite_streak"] >= limit:
       raise DivergedError(
           f"{limit} steps in a row ({step - limit + 1} to {step}) had a NaN or infinite loss or gradient; "
-          f"their updates were skipped and the run stops at step {step}. Checkpoint "
-          f"{checkpointer.latest_step()} (the last good one) is kept. Look at the data of those steps, lower "
-          "the learning rates or loss.gamma, or raise --config.train.max_consecutive_nonfinite; then run the "
-          "same command again to resume from that checkpoint.")
+          f"their updates were skipped and the run stops at step {step}. {_kept(checkpointer)} Look at the data "
+          "of those steps, lower the learning rates or loss.gamma, or raise "
+          "--config.train.max_consecutive_nonfinite; then run the same command again to resume.")
   return host
 
 
@@ -245,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state)
       train_step = parallel.jit_train_step(
           vaegan.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
-      writer = MetricWriter(workdir, resume_step=latest)
+      writer = MetricWriter(workdir, resume_step=start)  # drops what a killed run logged after `start`
       log_images = _ImageLogger(run, workdir, writer)
       config_json = config_lib.to_json(config)
       state = _loop(run, state, start, batches, train_step, checkpointer, writer, log_images, config_json, stop)
@@ -283,7 +287,7 @@ def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkp
     nonlocal saved
     _check_health(pending, tc.max_consecutive_nonfinite, checkpointer)
     if not bool(_all_finite(state.params)):
-      raise DivergedError(f"parameters are not finite at step {step}; checkpoint {checkpointer.latest_step()} is kept")
+      raise DivergedError(f"parameters are not finite at step {step}, so they are not saved. {_kept(checkpointer)}")
     checkpointer.save(step, state, batches.get_state(), config_json)
     saved = step
 
