@@ -12,9 +12,10 @@ import json
 
 import ml_collections
 
-METHODS = ("vaegan", "vae", "gan")
+METHODS = ("vaegan", "vae", "gan", "tvae")
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
-LLIKES = ("dis_l", "pixel")
+LLIKES = ("dis_l", "pixel", "bernoulli")
+OPTIMIZERS = ("rmsprop", "adam")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 DTYPES = ("float32", "bfloat16")
 
@@ -22,14 +23,14 @@ DTYPES = ("float32", "bfloat16")
 def _optimizer() -> ml_collections.ConfigDict:
   # RMSProp 3e-4 decayed by 0.75 per epoch down to 1e-5, weight decay 1e-5 (original code).
   return ml_collections.ConfigDict(dict(
-      learning_rate=3e-4, decay_per_epoch=0.75, min_learning_rate=1e-5,
+      optimizer="rmsprop", learning_rate=3e-4, decay_per_epoch=0.75, min_learning_rate=1e-5,
       rmsprop_decay=0.9, eps=1e-8, weight_decay=1e-5))
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Every key the framework reads, with VAE/GAN defaults (64x64 CelebA widths)."""
   c = ml_collections.ConfigDict()
-  c.method = "vaegan"  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder)
+  c.method = "vaegan"  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
@@ -51,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-6
   c.model.dtype = "float32"    # compute dtype; parameters stay float32
+  c.model.mlp_hidden = (400,)  # tvae: hidden widths of the fully connected encoder/decoder
 
   c.loss = ml_collections.ConfigDict()
   c.loss.llike = "dis_l"       # reconstruction likelihood: Dis_l features or pixels
@@ -60,6 +62,12 @@ def base_config() -> ml_collections.ConfigDict:
   # vanishes once Dis rejects prior samples (D(Dec(z_p)) ~ 3e-4 after 10 CelebA steps), so the
   # decoder never learns to sample. "non_saturating" (Goodfellow et al. 2014) keeps it alive.
   c.loss.generator = "non_saturating"
+  # TVAE (Ishfaq et al. 2018): elbo_weight * ELBO loss + triplet_weight * triplet(mu_a, mu_p, mu_n)
+  # + mu_norm_weight * ||mu||, all means per image / triplet. triplet_weight=0 is the plain VAE.
+  c.loss.elbo_weight = 1.0
+  c.loss.triplet_weight = 1.0
+  c.loss.triplet_margin = 0.2
+  c.loss.mu_norm_weight = 1e-3
 
   c.balance = ml_collections.ConfigDict()
   c.balance.enabled = True
@@ -95,6 +103,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.strengths = (0.0, 0.5, 1.0, 1.5)
   c.eval.num_pairs = 8                     # interpolation figure: rows
   c.eval.interpolation_steps = 8           # interpolation figure: decoded points per row
+  c.eval.triplets_per_class = 1000         # tvae: fixed test triplets per anchor class
   return c
 
 
@@ -124,6 +133,33 @@ def celeba64(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def tvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
+  """The TVAE run of Ishfaq et al. 2018 on ``dataset`` (mnist, fashion_mnist): the 784-400-20
+  Bernoulli VAE, Adam 1e-3, batch 128 triplets, margin 0.2, 0.001 * ||mu|| (../shared/MODELS.md
+  sec. 5), 20 epochs of anchors."""
+  c.method = "tvae"
+  c.data.name = dataset
+  c.loss.llike = "bernoulli"
+  # Our terms are means per image and per triplet. Weight 50 is what reaches the paper's
+  # triplet accuracy in 20 epochs; measured on MNIST test triplets (README "TVAE"):
+  # weight 1 -> 84.4%, weight 10 -> 93.2% (after 5000 steps), weight 50 -> see README.
+  c.loss.triplet_weight = 50.0
+  c.model.latent_dim = 20
+  c.model.mlp_hidden = (400,)
+  for name in ("encoder", "decoder"):
+    c.optim[name].optimizer = "adam"
+    c.optim[name].learning_rate = 1e-3
+    c.optim[name].decay_per_epoch = 1.0   # constant, as in the script
+    c.optim[name].min_learning_rate = 0.0
+    c.optim[name].weight_decay = 0.0
+  c.train.batch_size = 128                 # triplets per step (384 images)
+  c.train.num_steps = 468 * 20
+  c.train.log_every = 100
+  c.train.image_every = 1000
+  c.checkpoint.every_steps = 1000
+  return c
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks ``c`` in place to tiny widths and a few steps (``configs/<x>.py:smoke``): for tests and CI."""
   c.model.latent_dim = 8
@@ -141,6 +177,10 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.data.num_threads = 1
   c.data.prefetch = 2
   c.eval.classifier_epochs = 1
+  if c.method == "tvae":   # the embedded digits, so that smoke runs need no data folder
+    c.data.name = "mnist5k"
+    c.model.mlp_hidden = (32,)
+    c.eval.triplets_per_class = 50
   return c
 
 
@@ -177,6 +217,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.method == "vaegan" and config.loss.llike != "dis_l":
     raise ValueError("config.method='vaegan' learns its similarity in Dis_l: set --config.loss.llike=dis_l "
                      "(a pixel likelihood with a discriminator is not a model of the paper)")
+  if config.method == "tvae" and config.loss.llike != "bernoulli":
+    raise ValueError("config.method='tvae' is Kingma & Welling's Bernoulli VAE: set --config.loss.llike=bernoulli")
+  if config.method != "tvae" and config.loss.llike == "bernoulli":
+    raise ValueError(f"config.loss.llike='bernoulli' is the tvae decoder's; config.method={config.method!r} "
+                     "uses dis_l (vaegan) or pixel (vae)")
   if config.method == "vae" and config.loss.llike != "pixel":
     raise ValueError("config.method='vae' has no discriminator, so its likelihood is on pixels: "
                      "set --config.loss.llike=pixel")
@@ -186,10 +231,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   positive.update({f"model.{k}": config.model[k] for k in (
       "latent_dim", "encoder_dense", "discriminator_dense", "bn_epsilon")})
   positive.update({f"eval.{k}": config.eval[k] for k in (
-      "batch_size", "classifier_epochs", "num_pairs", "interpolation_steps")})
+      "batch_size", "classifier_epochs", "num_pairs", "interpolation_steps", "triplets_per_class")})
   positive["data.num_threads"] = config.data.num_threads
   for name in ("encoder", "decoder", "discriminator"):
     o = config.optim[name]
+    _check_choice(o.optimizer, OPTIMIZERS, f"optim.{name}.optimizer")
     positive.update({f"optim.{name}.learning_rate": o.learning_rate, f"optim.{name}.eps": o.eps})
     _check(0 < o.decay_per_epoch <= 1, f"optim.{name}.decay_per_epoch", o.decay_per_epoch, "must be in (0, 1]")
     _check(0 <= o.rmsprop_decay < 1, f"optim.{name}.rmsprop_decay", o.rmsprop_decay, "must be in [0, 1)")
@@ -197,9 +243,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       _check(o[key] >= 0, f"optim.{name}.{key}", o[key], "must be >= 0")
   for key, value in positive.items():
     _check(value > 0, key, value, "must be positive")
-  for key in ("encoder_features", "decoder_features", "discriminator_features"):
+  for key in ("elbo_weight", "triplet_weight", "triplet_margin", "mu_norm_weight"):
+    _check(config.loss[key] >= 0, f"loss.{key}", config.loss[key], "must be >= 0")
+  for key in ("encoder_features", "decoder_features", "discriminator_features", "mlp_hidden"):
     value = tuple(config.model[key])
-    _check(len(value) >= (2 if key == "discriminator_features" else 1)
+    _check(len(value) >= (2 if key == "discriminator_features" else 0 if key == "mlp_hidden" else 1)
            and all(isinstance(f, int) and f > 0 for f in value),
            f"model.{key}", value, "must list positive channel counts (the discriminator at least two)")
   _check(0 <= config.model.bn_momentum < 1, "model.bn_momentum", config.model.bn_momentum, "must be in [0, 1)")

@@ -38,7 +38,9 @@ from tqdm import tqdm
 from vaegan_jax import config as config_lib
 from vaegan_jax import data, domain_classifier, images, metrics, trainer
 from vaegan_jax.checkpoint import Checkpointer
+from vaegan_jax.data import triplets
 from vaegan_jax.methods import vaegan
+from vaegan_jax.methods.common import TrainState
 
 
 def restore_run(workdir: str, step: int | None = None):
@@ -106,7 +108,7 @@ class EvalContext:
   """
 
   run: trainer.Run
-  state: vaegan.TrainState
+  state: TrainState
   step: int
   test: dict[str, np.ndarray]
   train: dict[str, np.ndarray]
@@ -157,8 +159,8 @@ def _quality(ctx: EvalContext, name: str, generated: np.ndarray, test_embedding:
 
 
 def _loss_terms(ctx: EvalContext) -> dict:
-  """Test-split means of ``vaegan.eval_step``'s terms, plus the ELBOs they make."""
-  step = jax.jit(functools.partial(vaegan.eval_step, ctx.run.models, ctx.config))
+  """Test-split means of the method's ``eval_step`` terms, plus the ELBOs they make."""
+  step = jax.jit(functools.partial(ctx.run.method.eval_step, ctx.run.models, ctx.config))
   x, bs = ctx.test["image"], ctx.config.eval.batch_size
   key = jax.random.key(ctx.config.seed)
   sums, count = {}, 0
@@ -173,7 +175,8 @@ def _loss_terms(ctx: EvalContext) -> dict:
     # The model's own bound (llike on Dis_l features for VAE/GAN, on pixels for the VAE), and the
     # bound of the same decoder read as a Gaussian pixel model (comparable across models).
     out["loss/elbo"] = -(out["loss/kl"] + out["loss/llike"])
-    out["loss/elbo_pixel"] = -(out["loss/kl"] + out["loss/pixel_nll"])
+    if "loss/pixel_nll" in out:
+      out["loss/elbo_pixel"] = -(out["loss/kl"] + out["loss/pixel_nll"])
   return out
 
 
@@ -297,11 +300,71 @@ def evaluate_vaegan_family(ctx: EvalContext) -> dict:
   return out
 
 
+def latent_figure(mu: np.ndarray, labels: np.ndarray, path: str, title: str) -> None:
+  """Writes a PNG scatter of the 2-D PCA projection of ``mu`` (f32[n, d]), coloured by ``labels``."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from sklearn.decomposition import PCA  # pylint: disable=import-outside-toplevel
+  projected = PCA(n_components=2, random_state=0).fit_transform(np.asarray(mu, np.float64))
+  fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
+  points = ax.scatter(projected[:, 0], projected[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, linewidths=0)
+  ax.legend(*points.legend_elements(), loc="best", fontsize=6, markerscale=0.8, title="class", title_fontsize=6)
+  ax.set_title(title, fontsize=8)
+  ax.set_xticks([])
+  ax.set_yticks([])
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def evaluate_tvae(ctx: EvalContext) -> dict:
+  """Metrics and figures of a TVAE checkpoint (or of its plain-VAE baseline, triplet_weight 0).
+
+  Metrics: the ELBO terms of ``tvae.eval_step`` on the whole test split, ``triplet/accuracy``
+  over ``eval.triplets_per_class`` fixed, seeded test triplets per anchor class
+  (``data.triplets.eval_triplets``, seed ``config.seed``) on the posterior means, and the
+  sample and reconstruction quality scores of every method. Figures: ``reconstructions.png``,
+  ``samples.png`` and ``latent_pca.png`` (2-D PCA of the test means, coloured by class).
+  """
+  c, state, models, method = ctx.config, ctx.state, ctx.run.models, ctx.run.method
+  bs, x, labels = c.eval.batch_size, ctx.test["image"], ctx.test["label"]
+  out = _loss_terms(ctx)
+  ctx.progress.update()
+
+  encode = jax.jit(lambda im: method.encode(models, state, im)[0])
+  decode = jax.jit(lambda z: method.sample(models, state, z))
+  mu = _batched(encode, x, bs)
+  chosen = triplets.eval_triplets(labels, c.eval.triplets_per_class, c.seed)
+  out["triplet/accuracy"] = metrics.triplet_accuracy(mu, chosen)
+  out["triplet/count"] = float(len(chosen))
+  ctx.progress.update()
+
+  _, test_embedding = domain_classifier.predict(ctx.classifier, x, bs)
+  rows = c.train.num_image_rows
+  z_prior = np.asarray(jax.random.normal(jax.random.key(c.seed + 1), (len(x), c.model.latent_dim)))
+  samples = _batched(decode, z_prior, bs)
+  out.update(_quality(ctx, "samples", samples, test_embedding))
+  _save(ctx, "samples", images.make_grid(images.to_uint8(samples[:rows * rows]), rows))
+  recon = _batched(decode, mu, bs)
+  out.update(_quality(ctx, "reconstructions", recon, test_embedding))
+  n = rows * rows // 2
+  _save(ctx, "reconstructions", images.make_grid(images.interleave_rows(x[:n], images.to_uint8(recon[:n]), rows), rows))
+  ctx.progress.update()
+
+  name = "TVAE" if c.loss.triplet_weight > 0 else "VAE (triplet_weight 0)"
+  latent_figure(mu, labels, os.path.join(ctx.outdir, "latent_pca.png"),
+                f"{name}, {c.data.name} test means: triplet acc. {out['triplet/accuracy']:.2%}")
+  ctx.progress.update()
+  return out
+
+
 # Method name -> evaluator. Later models register theirs here.
 EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
     "vaegan": evaluate_vaegan_family,
     "vae": evaluate_vaegan_family,
     "gan": evaluate_vaegan_family,
+    "tvae": evaluate_tvae,
 }
 _STAGES = 5  # progress-bar stages: data + classifier, then the evaluator's four
 
@@ -364,6 +427,9 @@ COMPARISON_ROWS = (
     ("reconstructions/sharpness_ratio", "sharpness of reconstructions / test"),
     ("loss/pixel_mse", "pixel MSE of Dec(mu) ([-1, 1])"),
     ("loss/dis_l_mse", "Dis_l MSE of Dec(mu)"),
+    ("triplet/accuracy", "triplet accuracy of test means"),
+    ("loss/pixel_bce", "Bernoulli NLL of Dec(mu) (nats)"),
+    ("loss/elbo", "ELBO, the model's own (nats)"),
     ("loss/kl", "KL (nats)"),
     ("loss/elbo_pixel", "pixel ELBO, std 0.1 (nats)"),
     ("reconstructions/attribute_cosine", "attribute cosine of reconstructions"),
@@ -383,8 +449,10 @@ def _lookup(results: dict, key: str):
 def compare(workdirs: list[str], out: str) -> str:
   """Evaluates the newest checkpoint of each workdir (reusing a finished ``eval/<step>``) and compares them.
 
-  Writes ``out/comparison.md`` (the table) and ``out/comparison.png`` (per run, its
-  reconstructions beside its samples, named by the run's method).
+  Writes ``out/comparison.md`` (the table), ``out/comparison.png`` (per run, its
+  reconstructions beside its samples, named by the run's method and folder) and, when
+  several runs have one (TVAE and its VAE), ``out/latent_pca.png``: their latent PCA
+  figures side by side.
 
   Args:
     workdirs: ``train.py`` workdirs, e.g. of a VAE, a GAN and a VAE/GAN with the same budget.
@@ -424,16 +492,17 @@ def compare(workdirs: list[str], out: str) -> str:
   with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
   panels = []
-  for _, results, folder in columns:
+  for workdir, results, folder in columns:
     parts = [Image.open(os.path.join(folder, f"{n}.png")).convert("RGB")
-             for n in ("reconstructions", "samples") if os.path.isfile(os.path.join(folder, f"{n}.png"))]
+             for n in ("reconstructions", "samples", "latent_pca") if os.path.isfile(os.path.join(folder, f"{n}.png"))]
     height = max(p.height for p in parts)
     panel = Image.new("RGB", (sum(p.width for p in parts) + 4 * (len(parts) - 1), height + 14), "white")
     x = 0
     for p in parts:
       panel.paste(p, (x, 14))
       x += p.width + 4
-    ImageDraw.Draw(panel).text((2, 1), f"{results['method']} step {results['step']}", fill="black")
+    ImageDraw.Draw(panel).text((2, 1), f"{results['method']} ({os.path.basename(os.path.normpath(workdir))}) "
+                               f"step {results['step']}", fill="black")
     panels.append(panel)
   figure = Image.new("RGB", (max(p.width for p in panels), sum(p.height + 6 for p in panels)), "white")
   y = 0
@@ -441,4 +510,13 @@ def compare(workdirs: list[str], out: str) -> str:
     figure.paste(p, (0, y))
     y += p.height + 6
   figure.save(os.path.join(out, "comparison.png"))
+  latents = [Image.open(os.path.join(folder, "latent_pca.png")).convert("RGB") for _, _, folder in columns
+             if os.path.isfile(os.path.join(folder, "latent_pca.png"))]
+  if len(latents) > 1:   # TVAE beside its VAE: the test means of each run, side by side
+    side = Image.new("RGB", (sum(p.width for p in latents), max(p.height for p in latents)), "white")
+    x = 0
+    for p in latents:
+      side.paste(p, (x, 0))
+      x += p.width
+    side.save(os.path.join(out, "latent_pca.png"))
   return table

@@ -162,3 +162,51 @@ def balance_masks(real_cost: jax.Array, fake_cost: jax.Array, equilibrium: float
   update_dec = jnp.logical_or(~skip_dec, both).astype(jnp.float32)
   update_dis = jnp.logical_or(~skip_dis, both).astype(jnp.float32)
   return update_dec, update_dis
+
+
+def bernoulli_nll(x: jax.Array, logits: jax.Array) -> jax.Array:
+  """Negative log-likelihood of ``x`` under independent Bernoullis with ``logits``, summed per example.
+
+  The reconstruction term of Kingma & Welling 2014 on binarised-style data (their MNIST
+  experiments, and the 784-400-20 VAE that TVAE builds on): ``-sum(x log s + (1-x) log(1-s))``
+  with ``s = sigmoid(logits)``, computed stably from the logits. Grey levels in [0, 1] are
+  allowed as soft targets (the usual continuous relaxation).
+
+  Args:
+    x: f32[batch, ...] targets in [0, 1].
+    logits: f32[batch, ...] decoder logits, same shape.
+
+  Returns:
+    f32[batch], nats, >= 0 (0 only for 0/1 targets predicted with certainty).
+
+  Raises:
+    ValueError: if the shapes differ.
+  """
+  if x.shape != logits.shape:
+    raise ValueError(f"x {x.shape} and logits {logits.shape} must have the same shape")
+  return _sum_per_example(optax.sigmoid_binary_cross_entropy(logits, x))
+
+
+def triplet_loss(anchor: jax.Array, positive: jax.Array, negative: jax.Array, margin: float) -> jax.Array:
+  """Hinge triplet loss on squared Euclidean distances, per triplet.
+
+  TVAE (Ishfaq, Hoogi, Rubin 2018, sec. 2; Schroff et al. 2015, eq. 1) applied to posterior
+  means: ``max(0, ||a - p||^2 - ||a - n||^2 + margin)``, where the positive shares the
+  anchor's class and the negative does not.
+
+  Args:
+    anchor, positive, negative: f32[batch, latent] embeddings (TVAE: mu of q(z|x)).
+    margin: how much farther, in squared distance, the negative must be (0.2 in TVAE), >= 0.
+
+  Returns:
+    f32[batch], >= 0; 0 exactly when ``||a - n||^2 >= ||a - p||^2 + margin``.
+
+  Raises:
+    ValueError: if the three shapes differ.
+  """
+  if not anchor.shape == positive.shape == negative.shape:
+    raise ValueError(f"anchor {anchor.shape}, positive {positive.shape} and negative {negative.shape} "
+                     "must have the same shape")
+  d_pos = jnp.sum(jnp.square(anchor - positive), axis=-1)
+  d_neg = jnp.sum(jnp.square(anchor - negative), axis=-1)
+  return jnp.maximum(0.0, d_pos - d_neg + margin)

@@ -151,3 +151,27 @@ def attribute_vectors(latents: np.ndarray, attributes: np.ndarray) -> np.ndarray
     mean_pos = (a.T.astype(np.float64) @ z) / pos[:, None]
     mean_neg = ((~a).T.astype(np.float64) @ z) / neg[:, None]
   return mean_pos - mean_neg
+
+
+def triplet_accuracy(embeddings: np.ndarray, triplets: np.ndarray) -> float:
+  """Fraction of triplets whose negative is farther from the anchor than the positive.
+
+  TVAE's metric (Ishfaq et al. 2018, sec. 3): ``d(e_a, e_n) > d(e_a, e_p)`` with Euclidean
+  d (squared or not gives the same comparison); ties count as failures.
+
+  Args:
+    embeddings: f32[n, d] (TVAE: posterior means of the test images).
+    triplets: int[m, 3] rows of (anchor, positive, negative) indices into ``embeddings``.
+
+  Returns:
+    A float in [0, 1].
+
+  Raises:
+    ValueError: ``triplets`` is not [m, 3] with m >= 1.
+  """
+  triplets = np.asarray(triplets)
+  if triplets.ndim != 2 or triplets.shape[1] != 3 or len(triplets) == 0:
+    raise ValueError(f"triplets must be int[m, 3] with m >= 1, got shape {triplets.shape}")
+  e = np.asarray(embeddings, np.float64)
+  a, p, n = e[triplets[:, 0]], e[triplets[:, 1]], e[triplets[:, 2]]
+  return float(np.mean(np.sum((a - n) ** 2, -1) > np.sum((a - p) ** 2, -1)))

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import time
+import types
 
 import jax
 import ml_collections
@@ -24,7 +25,8 @@ from vaegan_jax import data, images, parallel, preemption
 from vaegan_jax import workdir as workdir_lib
 from vaegan_jax.checkpoint import Checkpointer, CheckpointError, abstract_with_sharding
 from vaegan_jax.workdir import WorkdirBusyError
-from vaegan_jax.methods import vaegan
+from vaegan_jax import methods
+from vaegan_jax.methods.common import TrainState, all_finite
 from vaegan_jax.metric_writers import MetricWriter
 
 # Config sections that define what a checkpoint *is*; a resume with other values is refused.
@@ -36,6 +38,7 @@ class Run:
   """Everything built from a config before any array is allocated."""
 
   config: ml_collections.ConfigDict
+  method: types.ModuleType
   info: data.DatasetInfo
   mesh: jax.sharding.Mesh
   models: dict
@@ -43,14 +46,14 @@ class Run:
   schedules: dict[str, optax.Schedule]
   steps_per_epoch: int
 
-  def init_state(self) -> vaegan.TrainState:
+  def init_state(self) -> TrainState:
     """A fresh, replicated train state from ``config.seed``."""
-    create = functools.partial(vaegan.create_train_state, config=self.config, models=self.models,
+    create = functools.partial(self.method.create_train_state, config=self.config, models=self.models,
                                optimizers=self.optimizers)
     return jax.jit(create, out_shardings=parallel.replicated(self.mesh))(jax.random.key(self.config.seed))
 
   def abstract_state(self):
-    create = functools.partial(vaegan.create_train_state, config=self.config, models=self.models,
+    create = functools.partial(self.method.create_train_state, config=self.config, models=self.models,
                                optimizers=self.optimizers)
     shapes = jax.eval_shape(create, jax.random.key(self.config.seed))
     return abstract_with_sharding(shapes, parallel.replicated(self.mesh))
@@ -74,10 +77,11 @@ def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
     raise ValueError(f"config.train.batch_size={config.train.batch_size} exceeds the {info.num_train} training "
                      f"examples of {config.data.name}: set --config.train.batch_size to at most {info.num_train}")
   steps_per_epoch = max(1, info.num_train // config.train.batch_size)
-  models = vaegan.build_models(config, info.image_shape)
-  schedules = {name: vaegan.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in models}
-  optimizers = vaegan.make_optimizers(config, steps_per_epoch)
-  return Run(config, info, mesh, models, optimizers, schedules, steps_per_epoch)
+  method = methods.get(config.method)
+  models = method.build_models(config, info.image_shape)
+  schedules = {name: method.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in models}
+  optimizers = method.make_optimizers(config, steps_per_epoch)
+  return Run(config, method, info, mesh, models, optimizers, schedules, steps_per_epoch)
 
 
 # What train.py reports as "error: <message>" (each names the problem and its fix) rather
@@ -108,7 +112,7 @@ def check_same_run(saved: dict, config: ml_collections.ConfigDict, where: str) -
 @jax.jit
 def _all_finite(tree) -> jax.Array:
   """bool[]: every leaf of ``tree`` is finite (one device reduction, one host read)."""
-  return vaegan.all_finite(tree)
+  return all_finite(tree)
 
 
 class DivergedError(FloatingPointError):
@@ -164,8 +168,8 @@ class _ImageLogger:
     self.has_encoder = "encoder" in run.models
     self.test_images = data.eval_images(run.config, rows * rows // 2)["image"]
     self.z = jax.random.normal(jax.random.key(run.config.seed + 1), (rows * rows, run.config.model.latent_dim))
-    self._reconstruct = jax.jit(functools.partial(vaegan.reconstruct, run.models))
-    self._sample = jax.jit(functools.partial(vaegan.sample, run.models))
+    self._reconstruct = jax.jit(functools.partial(run.method.reconstruct, run.models))
+    self._sample = jax.jit(functools.partial(run.method.sample, run.models))
 
   def __call__(self, step: int, state) -> None:
     grids = {"samples": images.make_grid(images.to_uint8(self._sample(state, self.z)), self.columns)}
@@ -197,7 +201,7 @@ def _resume_point(run: Run, workdir: str):
     reader.close()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> vaegan.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> TrainState:
   """Trains ``config`` in ``workdir``, resuming from its newest checkpoint.
 
   Leaves ``workdir/checkpoints/<step>``, ``metrics.jsonl``, ``tensorboard/``,
@@ -246,9 +250,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       else:
         print(f"resuming from step {latest} in {workdir}", flush=True)
       start = int(state.step)
-      batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state)
+      batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state,
+                                    dataset=run.method.train_dataset)
       train_step = parallel.jit_train_step(
-          vaegan.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
+          run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
       writer = MetricWriter(workdir, resume_step=start)  # drops what a killed run logged after `start`
       log_images = _ImageLogger(run, workdir, writer)
       config_json = config_lib.to_json(config)

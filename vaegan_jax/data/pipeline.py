@@ -166,7 +166,7 @@ def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
       num_eval=info.splits[config.data.eval_split].num_examples, attribute_names=names)
 
 
-def _example(record: dict) -> dict[str, np.ndarray]:
+def example(record: dict) -> dict[str, np.ndarray]:
   out = {k: np.asarray(record[k]) for k in _KEEP if k in record}
   out["image"] = out["image"].astype(np.uint8)
   return out
@@ -192,13 +192,14 @@ def train_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
   if len(ds) < per_process:
     raise ValueError(f"batch {per_process} per process exceeds the {len(ds)} examples of "
                      f"{config.data.name}:{config.data.train_split}; lower --config.train.batch_size")
-  return ds.map(_example).batch(per_process, drop_remainder=True).repeat()
+  return ds.map(example).batch(per_process, drop_remainder=True).repeat()
 
 
 def train_iterator(config: ml_collections.ConfigDict, global_batch: int, seed: int,
-                   state: dict | None = None) -> grain.DatasetIterator:
-  """A prefetching iterator over ``train_dataset``; ``state`` (from ``get_state()``) resumes it."""
-  ds = train_dataset(config, global_batch, seed)
+                   state: dict | None = None, dataset=None) -> grain.DatasetIterator:
+  """A prefetching iterator over ``dataset`` (default ``train_dataset``; TVAE passes
+  ``triplets.triplet_dataset``); ``state`` (from ``get_state()``) resumes it."""
+  ds = (dataset or train_dataset)(config, global_batch, seed)
   options = grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch)
   it = iter(ds.to_iter_dataset(options))
   if state is not None:
@@ -215,7 +216,7 @@ def split_arrays(config: ml_collections.ConfigDict, split: str, count: int | Non
   """
   source = prepare(config).as_data_source(split=split)
   n = len(source) if count is None else min(count, len(source))
-  examples = [_example(r) for r in source.__getitems__(list(range(n)))]
+  examples = [example(r) for r in source.__getitems__(list(range(n)))]
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 

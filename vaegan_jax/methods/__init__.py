@@ -1,1 +1,23 @@
-"""Training methods: each module builds networks, a train state and a pure train step."""
+"""Training methods: each module builds networks, a train state and a pure train step.
+
+A method module provides ``NETWORKS``, ``build_models``, ``make_optimizers``,
+``learning_rate_schedule``, ``create_train_state``, ``make_train_step``, ``encode``,
+``reconstruct``, ``sample``, ``eval_step`` and ``train_dataset`` (what its batches are).
+"""
+
+from __future__ import annotations
+
+import types
+
+
+def get(method: str) -> types.ModuleType:
+  """The module implementing ``config.method``.
+
+  Raises:
+    ValueError: an unknown method.
+  """
+  from vaegan_jax.methods import tvae, vaegan  # pylint: disable=import-outside-toplevel
+  modules = {"vaegan": vaegan, "vae": vaegan, "gan": vaegan, "tvae": tvae}
+  if method not in modules:
+    raise ValueError(f"unknown method {method!r}; one of {sorted(modules)}")
+  return modules[method]

@@ -29,47 +29,24 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax.linen as nn
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
 from vaegan_jax import losses
+from vaegan_jax.data import pipeline
+from vaegan_jax.methods import common
+from vaegan_jax.methods.common import (Params, TrainState, all_finite, create_train_state, images_to_float,
+                                       learning_rate_schedule)
 from vaegan_jax.models import Decoder, Discriminator, Encoder, check_image_shape
-
-Params = dict[str, Any]
 
 NETWORKS = {
     "vaegan": ("encoder", "decoder", "discriminator"),
     "vae": ("encoder", "decoder"),
     "gan": ("decoder", "discriminator"),
 }
-
-
-class TrainState(flax.struct.PyTreeNode):
-  """The whole run as one pytree (what jit shards and orbax saves).
-
-  Attributes:
-    step: i32[] number of completed train steps.
-    rng: u32[2] raw key data of the run's base PRNG key (``jax.random.key_data``); the
-      key of step ``s`` is ``fold_in(rng, s)``, so it never needs to be advanced.
-    params: {network name: parameter tree}, networks as in ``NETWORKS[config.method]``.
-    batch_stats: {network name: BatchNorm running statistics}.
-    opt_state: {network name: optax state}.
-    nonfinite_steps: i32[] steps skipped so far because a loss or gradient was NaN or
-      infinite (their update was not applied).
-    nonfinite_streak: i32[] how many of the latest steps in a row were skipped (0 after a
-      good step).
-  """
-
-  step: jax.Array
-  rng: jax.Array
-  params: Params
-  batch_stats: Params
-  opt_state: Params
-  nonfinite_steps: jax.Array
-  nonfinite_streak: jax.Array
+train_dataset = pipeline.train_dataset  # what the train loop iterates over: batches of images
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> dict[str, nn.Module]:
@@ -97,68 +74,9 @@ def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
   return {name: all_models[name] for name in NETWORKS[config.method]}
 
 
-def learning_rate_schedule(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """lr * decay_per_epoch ** epoch (staircase), floored at min_learning_rate (original code)."""
-  return optax.exponential_decay(
-      init_value=optim.learning_rate, transition_steps=max(1, steps_per_epoch),
-      decay_rate=optim.decay_per_epoch, staircase=True, end_value=optim.min_learning_rate)
-
-
 def make_optimizers(config: ml_collections.ConfigDict, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
-  """One optax optimizer per network: L2 weight decay then RMSProp on a decayed schedule.
-
-  Args:
-    config: a validated config; reads ``config.optim.<network>``.
-    steps_per_epoch: train steps per pass over the training split (for the per-epoch decay).
-
-  Returns:
-    {network name: optax transformation}.
-  """
-  txs = {}
-  for name in NETWORKS[config.method]:
-    o = config.optim[name]
-    txs[name] = optax.chain(
-        optax.add_decayed_weights(o.weight_decay),
-        optax.rmsprop(learning_rate_schedule(o, steps_per_epoch), decay=o.rmsprop_decay, eps=o.eps))
-  return txs
-
-
-def images_to_float(images: jax.Array) -> jax.Array:
-  """u8[batch, h, w, c] in 0..255 -> f32[batch, h, w, c] in [-1, 1]."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def _init_inputs(config, image_shape, batch: int = 2):
-  x = jnp.zeros((batch, *image_shape), jnp.float32)
-  z = jnp.zeros((batch, config.model.latent_dim), jnp.float32)
-  return {"encoder": x, "decoder": z, "discriminator": x}
-
-
-def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models: dict[str, nn.Module],
-                       optimizers: dict[str, optax.GradientTransformation]) -> TrainState:
-  """Initialises every network and optimizer.
-
-  Args:
-    rng: a typed PRNG key (``jax.random.key(seed)``).
-    config: a validated config.
-    models: from ``build_models``.
-    optimizers: from ``make_optimizers``.
-
-  Returns:
-    A ``TrainState`` at step 0. Use under ``jax.eval_shape`` for an abstract state.
-  """
-  image_shape = models["decoder"].image_shape
-  inputs = _init_inputs(config, image_shape)
-  init_key, run_key = jax.random.split(rng)
-  params, batch_stats, opt_state = {}, {}, {}
-  for i, (name, model) in enumerate(models.items()):
-    variables = model.init(jax.random.fold_in(init_key, i), inputs[name], train=False)
-    params[name] = variables["params"]
-    batch_stats[name] = variables.get("batch_stats", {})
-    opt_state[name] = optimizers[name].init(params[name])
-  return TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(run_key),
-                    params=params, batch_stats=batch_stats, opt_state=opt_state,
-                    nonfinite_steps=jnp.zeros((), jnp.int32), nonfinite_streak=jnp.zeros((), jnp.int32))
+  """``common.make_optimizers`` for the networks of ``config.method``."""
+  return common.make_optimizers(config, NETWORKS[config.method], steps_per_epoch)
 
 
 def compute_losses(models: dict[str, nn.Module], config: ml_collections.ConfigDict, params: Params,
@@ -251,16 +169,6 @@ def loss_and_grads(models, config, params: Params, batch_stats: Params, images: 
   return grads, terms, network_losses, new_stats
 
 
-def _select(mask: jax.Array, new, old):
-  return jax.tree.map(lambda n, o: jnp.where(mask > 0, n, o), new, old)
-
-
-def all_finite(tree) -> jax.Array:
-  """bool[]: every element of every leaf of ``tree`` is finite (no NaN, no +-inf)."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
-
-
 def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Module],
                     optimizers: dict[str, optax.GradientTransformation],
                     schedules: dict[str, optax.Schedule] | None = None) -> Callable:
@@ -289,31 +197,16 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
       masks["decoder"], masks["discriminator"] = losses.balance_masks(
           terms["real_cost"], terms["fake_cost"], config.balance.equilibrium, config.balance.margin)
 
-    finite = all_finite((network_losses, grads))
-    params, opt_state = {}, {}
-    for name, tx in optimizers.items():
-      updates, new_opt = tx.update(grads[name], state.opt_state[name], state.params[name])
-      new_params = optax.apply_updates(state.params[name], updates)
-      apply = masks[name] * finite
-      params[name] = _select(apply, new_params, state.params[name])
-      opt_state[name] = _select(apply, new_opt, state.opt_state[name])
-    batch_stats = _select(finite, new_stats, state.batch_stats)
-    bad = 1 - finite.astype(jnp.int32)
-    nonfinite_steps = state.nonfinite_steps + bad
-    nonfinite_streak = (state.nonfinite_streak + 1) * bad
-
+    new_state, health = common.apply_updates(state, grads, optimizers, network_losses, new_stats, masks)
+    finite = 1.0 - health["train/nonfinite"]
     metrics = {f"train/{k}": v for k, v in terms.items()}
     metrics.update({f"train/loss_{n}": v for n, v in network_losses.items()})
     if "discriminator" in state.params:
       metrics["train/update_decoder"] = masks["decoder"] * finite
       metrics["train/update_discriminator"] = masks["discriminator"] * finite
-    metrics["train/nonfinite"] = bad.astype(jnp.float32)
-    metrics["train/nonfinite_steps"] = nonfinite_steps.astype(jnp.float32)
-    metrics["train/nonfinite_streak"] = nonfinite_streak.astype(jnp.float32)
+    metrics.update(health)
     for name, schedule in (schedules or {}).items():
       metrics[f"train/lr_{name}"] = jnp.asarray(schedule(state.step), jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                              nonfinite_steps=nonfinite_steps, nonfinite_streak=nonfinite_streak)
     return new_state, metrics
 
   return train_step

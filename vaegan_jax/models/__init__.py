@@ -2,5 +2,6 @@
 
 from vaegan_jax.models.larsen import Decoder, Discriminator, Encoder, check_image_shape
 from vaegan_jax.models.layers import SubpixelConvTranspose
+from vaegan_jax.models.mlp import MLPDecoder, MLPEncoder
 
-__all__ = ["Encoder", "Decoder", "Discriminator", "SubpixelConvTranspose", "check_image_shape"]
+__all__ = ["Encoder", "Decoder", "Discriminator", "SubpixelConvTranspose", "check_image_shape", "MLPEncoder", "MLPDecoder"]

@@ -1,0 +1,170 @@
+"""What every method of the framework shares: the train state, optimizers, the guarded update.
+
+A method module (``vaegan.py``, ``tvae.py``) builds its networks and losses, computes one
+gradient per network, and hands them to ``apply_updates``, which applies each network's
+optax update unless the step is non-finite (or its balancing gate is closed) and keeps the
+non-finite counters. No Python branch depends on device values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+Params = dict[str, Any]
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """The whole run as one pytree (what jit shards and orbax saves).
+
+  Attributes:
+    step: i32[] number of completed train steps.
+    rng: u32[2] raw key data of the run's base PRNG key (``jax.random.key_data``); the
+      key of step ``s`` is ``fold_in(rng, s)``, so it never needs to be advanced.
+    params: {network name: parameter tree}, networks as in ``NETWORKS[config.method]``.
+    batch_stats: {network name: BatchNorm running statistics}.
+    opt_state: {network name: optax state}.
+    nonfinite_steps: i32[] steps skipped so far because a loss or gradient was NaN or
+      infinite (their update was not applied).
+    nonfinite_streak: i32[] how many of the latest steps in a row were skipped (0 after a
+      good step).
+  """
+
+  step: jax.Array
+  rng: jax.Array
+  params: Params
+  batch_stats: Params
+  opt_state: Params
+  nonfinite_steps: jax.Array
+  nonfinite_streak: jax.Array
+
+
+def learning_rate_schedule(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """lr * decay_per_epoch ** epoch (staircase), floored at min_learning_rate (original code).
+
+  With ``decay_per_epoch == 1`` the rate is constant and ``min_learning_rate`` is unused:
+  optax treats ``end_value`` as an *upper* bound when the rate does not decay, which would
+  clip the rate to the floor.
+  """
+  decays = optim.decay_per_epoch < 1.0
+  return optax.exponential_decay(
+      init_value=optim.learning_rate, transition_steps=max(1, steps_per_epoch),
+      decay_rate=optim.decay_per_epoch, staircase=True, end_value=optim.min_learning_rate if decays else None)
+
+
+def make_optimizers(config: ml_collections.ConfigDict, networks: Sequence[str],
+                    steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
+  """One optax optimizer per network: L2 weight decay, then RMSProp or Adam on a decayed schedule.
+
+  Args:
+    config: a validated config; reads ``config.optim.<network>`` (``optimizer`` is
+      "rmsprop", as in Larsen et al.'s code, or "adam", as in Kingma & Welling's VAE and TVAE).
+    networks: the names of the method's networks.
+    steps_per_epoch: train steps per pass over the training split (for the per-epoch decay).
+
+  Returns:
+    {network name: optax transformation}.
+  """
+  txs = {}
+  for name in networks:
+    o = config.optim[name]
+    schedule = learning_rate_schedule(o, steps_per_epoch)
+    if o.optimizer == "adam":
+      update = optax.adam(schedule, eps=o.eps)
+    else:
+      update = optax.rmsprop(schedule, decay=o.rmsprop_decay, eps=o.eps)
+    txs[name] = optax.chain(optax.add_decayed_weights(o.weight_decay), update)
+  return txs
+
+
+def images_to_float(images: jax.Array) -> jax.Array:
+  """u8[batch, h, w, c] in 0..255 -> f32[batch, h, w, c] in [-1, 1]."""
+  return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _init_inputs(config, image_shape: Sequence[int], batch: int = 2):
+  x = jnp.zeros((batch, *image_shape), jnp.float32)
+  z = jnp.zeros((batch, config.model.latent_dim), jnp.float32)
+  return {"encoder": x, "decoder": z, "discriminator": x}
+
+
+def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models: dict[str, nn.Module],
+                       optimizers: dict[str, optax.GradientTransformation]) -> TrainState:
+  """Initialises every network and optimizer.
+
+  Args:
+    rng: a typed PRNG key (``jax.random.key(seed)``).
+    config: a validated config.
+    models: from ``build_models``.
+    optimizers: from ``make_optimizers``.
+
+  Returns:
+    A ``TrainState`` at step 0. Use under ``jax.eval_shape`` for an abstract state.
+  """
+  image_shape = models["decoder"].image_shape
+  inputs = _init_inputs(config, image_shape)
+  init_key, run_key = jax.random.split(rng)
+  params, batch_stats, opt_state = {}, {}, {}
+  for i, (name, model) in enumerate(models.items()):
+    variables = model.init(jax.random.fold_in(init_key, i), inputs[name], train=False)
+    params[name] = variables["params"]
+    batch_stats[name] = variables.get("batch_stats", {})
+    opt_state[name] = optimizers[name].init(params[name])
+  return TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(run_key),
+                    params=params, batch_stats=batch_stats, opt_state=opt_state,
+                    nonfinite_steps=jnp.zeros((), jnp.int32), nonfinite_streak=jnp.zeros((), jnp.int32))
+
+
+def select(mask: jax.Array, new, old):
+  return jax.tree.map(lambda n, o: jnp.where(mask > 0, n, o), new, old)
+
+
+def all_finite(tree) -> jax.Array:
+  """bool[]: every element of every leaf of ``tree`` is finite (no NaN, no +-inf)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def apply_updates(state: TrainState, grads: Params, optimizers: dict[str, optax.GradientTransformation],
+                  losses_to_check: Any, new_batch_stats: Params,
+                  gates: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step per network, skipped entirely when the step is not finite.
+
+  Args:
+    state: the state before the step.
+    grads: {network: gradient tree like its params}.
+    optimizers: {network: optax transformation}.
+    losses_to_check: a pytree of the step's losses; with ``grads`` it decides finiteness.
+    new_batch_stats: BatchNorm statistics after the forward pass (kept only if finite).
+    gates: optional {network: f32[] 0/1}; 0 leaves that network unchanged (equilibrium
+      balancing). Missing networks are always updated.
+
+  Returns:
+    (new_state, metrics): ``step`` + 1, new params/opt_state/batch_stats where the step was
+    finite, the non-finite counters; metrics ``train/nonfinite`` (1.0 when skipped),
+    ``train/nonfinite_steps`` and ``train/nonfinite_streak``.
+  """
+  finite = all_finite((losses_to_check, grads))
+  params, opt_state = {}, {}
+  for name, tx in optimizers.items():
+    updates, new_opt = tx.update(grads[name], state.opt_state[name], state.params[name])
+    new_params = optax.apply_updates(state.params[name], updates)
+    apply = finite * (gates or {}).get(name, jnp.float32(1.0))
+    params[name] = select(apply, new_params, state.params[name])
+    opt_state[name] = select(apply, new_opt, state.opt_state[name])
+  batch_stats = select(finite, new_batch_stats, state.batch_stats)
+  bad = 1 - finite.astype(jnp.int32)
+  nonfinite_steps = state.nonfinite_steps + bad
+  nonfinite_streak = (state.nonfinite_streak + 1) * bad
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                            nonfinite_steps=nonfinite_steps, nonfinite_streak=nonfinite_streak)
+  metrics = {"train/nonfinite": bad.astype(jnp.float32),
+             "train/nonfinite_steps": nonfinite_steps.astype(jnp.float32),
+             "train/nonfinite_streak": nonfinite_streak.astype(jnp.float32)}
+  return new_state, metrics
