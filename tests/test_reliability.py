@@ -178,9 +178,9 @@ def _poison(monkeypatch, steps: set[int]):
     def get_state(self):
       return self.it.get_state()
 
-  def train_iterator(config, global_batch, seed, state=None):
+  def train_iterator(config, global_batch, seed, state=None, dataset=None):
     assert state is None, "poisoned runs start afresh"
-    return Poisoned(real(config, global_batch, seed, state), 0)
+    return Poisoned(real(config, global_batch, seed, state, dataset), 0)
 
   monkeypatch.setattr(trainer.data, "train_iterator", train_iterator)
 
