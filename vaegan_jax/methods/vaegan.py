@@ -26,7 +26,7 @@ loop reads those counters when it logs and stops after ``train.max_consecutive_n
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,9 @@ import optax
 from vaegan_jax import losses
 from vaegan_jax.data import pipeline
 from vaegan_jax.methods import common
-from vaegan_jax.methods.common import (Params, TrainState, all_finite, create_train_state, images_to_float,
+# TrainState, create_train_state, learning_rate_schedule and all_finite are part of every method
+# module's interface (see methods/__init__.py), so they are re-exported here.
+from vaegan_jax.methods.common import (Params, TrainState, all_finite, create_train_state, images_to_float,  # noqa: F401
                                        learning_rate_schedule)
 from vaegan_jax.models import Decoder, Discriminator, Encoder, check_image_shape
 
