@@ -44,3 +44,15 @@ def smoke_config(tfds_dir):
   c = load_config("default")
   c.data.data_dir = tfds_dir
   return c
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, tfds_dir):
+  """A finished in-process ``configs/default.py:smoke`` run (checkpoints 3 and 6), shared by the
+  session: tests may add eval/ folders to it, and copy it before changing anything else."""
+  from vaegan_jax import trainer  # pylint: disable=import-outside-toplevel
+  c = load_config("default")
+  c.data.data_dir = tfds_dir
+  workdir = tmp_path_factory.mktemp("smoke_run") / "run"
+  trainer.train_and_evaluate(c, str(workdir))
+  return workdir

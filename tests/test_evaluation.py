@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vaegan_jax import config as config_lib
-from vaegan_jax import domain_classifier, evaluation, trainer
+from vaegan_jax import domain_classifier, evaluation
 
 
 def _snapshot(root: pathlib.Path) -> dict:
@@ -59,14 +59,6 @@ def test_saved_config_gets_defaults_for_newer_keys_and_rejects_unknown_ones():
     config_lib.from_json(saved)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, tfds_dir):
-  from tests.conftest import load_config
-  c = load_config("default")
-  c.data.data_dir = tfds_dir
-  workdir = tmp_path_factory.mktemp("evalrun") / "run"
-  trainer.train_and_evaluate(c, str(workdir))
-  return workdir
 
 
 def test_eval_errors_are_clear_and_change_nothing(smoke_run, tmp_path):

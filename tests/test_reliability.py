@@ -54,20 +54,11 @@ def reference(reference_run):
   return reference_run[0]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tfds_dir, tmp_path_factory):
-  """A finished 6-step in-process smoke run (checkpoints 3 and 6); copy it before changing it."""
-  c = load_config("default")
-  c.data.data_dir = tfds_dir
-  workdir = tmp_path_factory.mktemp("finished") / "run"
-  trainer.train_and_evaluate(c, str(workdir))
-  return workdir
-
-
 @pytest.fixture
-def run_copy(finished_run, tmp_path):
+def run_copy(smoke_run, tmp_path):
+  """A copy of conftest's finished smoke run (checkpoints 3 and 6) that a test may change."""
   workdir = tmp_path / "run"
-  shutil.copytree(finished_run, workdir)
+  shutil.copytree(smoke_run, workdir)
   return workdir
 
 
