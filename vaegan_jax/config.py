@@ -12,10 +12,11 @@ import json
 
 import ml_collections
 
-METHODS = ("vaegan", "vae", "gan", "tvae")
+METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae")
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
 LLIKES = ("dis_l", "pixel", "bernoulli")
 OPTIMIZERS = ("rmsprop", "adam")
+PRIORS = ("gaussian", "mixture")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 DTYPES = ("float32", "bfloat16")
 
@@ -24,13 +25,14 @@ def _optimizer() -> ml_collections.ConfigDict:
   # RMSProp 3e-4 decayed by 0.75 per epoch down to 1e-5, weight decay 1e-5 (original code).
   return ml_collections.ConfigDict(dict(
       optimizer="rmsprop", learning_rate=3e-4, decay_per_epoch=0.75, min_learning_rate=1e-5,
-      rmsprop_decay=0.9, eps=1e-8, weight_decay=1e-5))
+      rmsprop_decay=0.9, adam_b1=0.9, eps=1e-8, weight_decay=1e-5))
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Every key the framework reads, with VAE/GAN defaults (64x64 CelebA widths)."""
   c = ml_collections.ConfigDict()
-  c.method = "vaegan"  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae
+  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae, aae, semi_aae
+  c.method = "vaegan"
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
@@ -39,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ""         # prepared tfds data; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   c.data.train_split = "train"
   c.data.eval_split = "test"
+  c.data.validation_split = ""  # aae: held-out split choosing the Parzen bandwidth ("" = none)
   c.data.num_threads = 4       # grain read threads
   c.data.prefetch = 4          # batches read ahead of the device
 
@@ -52,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-6
   c.model.dtype = "float32"    # compute dtype; parameters stay float32
-  c.model.mlp_hidden = (400,)  # tvae: hidden widths of the fully connected encoder/decoder
+  c.model.mlp_hidden = (400,)  # tvae, aae: hidden widths of each fully connected network
 
   c.loss = ml_collections.ConfigDict()
   c.loss.llike = "dis_l"       # reconstruction likelihood: Dis_l features or pixels
@@ -69,6 +72,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.triplet_margin = 0.2
   c.loss.mu_norm_weight = 1e-3
 
+  # Adversarial autoencoders (Makhzani et al. 2015): aae (unsupervised) and semi_aae.
+  c.aae = ml_collections.ConfigDict()
+  c.aae.prior = "gaussian"     # one of PRIORS: N(0, I), or a mixture of num_components Gaussians
+  c.aae.num_components = 10    # mixture components (= classes for the label-conditioned prior)
+  c.aae.condition_on_label = False  # feed the one-hot label to D_z: class k -> component k
+  c.aae.num_labels = 100       # semi_aae: labelled training examples, balanced over classes
+  c.aae.normal_class = -1      # aae anomaly detection: train on this class only (-1 = all)
+
   c.balance = ml_collections.ConfigDict()
   c.balance.enabled = True
   c.balance.equilibrium = 0.68
@@ -78,6 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.encoder = _optimizer()
   c.optim.decoder = _optimizer()
   c.optim.discriminator = _optimizer()
+  c.optim.generator = _optimizer()    # aae: the encoder's adversarial (regularisation) phase
+  c.optim.classifier = _optimizer()   # semi_aae: the encoder's supervised phase on q(y|x)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64      # global batch, split over all devices
@@ -104,6 +117,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.num_pairs = 8                     # interpolation figure: rows
   c.eval.interpolation_steps = 8           # interpolation figure: decoded points per row
   c.eval.triplets_per_class = 1000         # tvae: fixed test triplets per anchor class
+  # aae: Parzen-window log-likelihood of the test split (Goodfellow et al. 2014's protocol):
+  # eval.parzen_samples decoded prior draws, the Gaussian kernel's bandwidth chosen among
+  # parzen_num_bandwidths log-spaced values in [min, max] on data.validation_split.
+  c.eval.parzen_samples = 10_000
+  c.eval.parzen_min_bandwidth = 0.1
+  c.eval.parzen_max_bandwidth = 1.0
+  c.eval.parzen_num_bandwidths = 10
   return c
 
 
@@ -160,6 +180,43 @@ def tvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDic
   return c
 
 
+def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) -> ml_collections.ConfigDict:
+  """An adversarial autoencoder on MNIST as in Makhzani et al. 2015 (../shared/MODELS.md sec. 2):
+  encoder, decoder and latent discriminator(s) each 2 x 1000 ReLU, a Bernoulli decoder, a code
+  of ``latent_dim`` (8 for likelihood, 2 for figures, 10 as the semi-supervised style), batch 100.
+
+  The paper trains with SGD and momentum for thousands of epochs; we use constant-rate Adam
+  (the public ports' choice): 1e-3 for the reconstruction phase, 1e-4 with beta1 0.5 (the
+  GAN setting) for the adversarial phases (discriminators, and the encoder as generator),
+  1e-3 for the semi-supervised classification phase. The last 10,000 training digits are
+  held out to choose the Parzen bandwidth (the paper's protocol).
+  """
+  c.method = method
+  c.data.name = "mnist"
+  c.data.train_split = "train[:50000]"
+  c.data.validation_split = "train[50000:]"
+  c.loss.llike = "bernoulli"
+  c.model.latent_dim = latent_dim
+  c.model.mlp_hidden = (1000, 1000)
+  rates = {"encoder": 1e-3, "decoder": 1e-3, "discriminator": 1e-4, "generator": 1e-4, "classifier": 1e-3}
+  for name, rate in rates.items():
+    o = c.optim[name]
+    o.optimizer = "adam"
+    o.learning_rate = rate
+    o.decay_per_epoch = 1.0
+    o.min_learning_rate = 0.0
+    o.weight_decay = 0.0
+    o.eps = 1e-8
+  c.optim.discriminator.adam_b1 = 0.5   # the GAN setting for both adversarial phases
+  c.optim.generator.adam_b1 = 0.5
+  c.train.batch_size = 100
+  c.train.num_steps = 500 * 100        # 100 epochs of the 50,000 training digits
+  c.train.log_every = 100
+  c.train.image_every = 2500
+  c.checkpoint.every_steps = 2500
+  return c
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks ``c`` in place to tiny widths and a few steps (``configs/<x>.py:smoke``): for tests and CI."""
   c.model.latent_dim = 8
@@ -181,6 +238,12 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.name = "mnist5k"
     c.model.mlp_hidden = (32,)
     c.eval.triplets_per_class = 50
+  if c.method in ("aae", "semi_aae"):
+    c.data.name = "mnist5k"
+    c.data.train_split, c.data.validation_split = "train[:4000]", "train[4000:]"
+    c.model.mlp_hidden = (32, 32)
+    c.eval.parzen_samples = 500
+    c.eval.parzen_num_bandwidths = 4
   return c
 
 
@@ -217,11 +280,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.method == "vaegan" and config.loss.llike != "dis_l":
     raise ValueError("config.method='vaegan' learns its similarity in Dis_l: set --config.loss.llike=dis_l "
                      "(a pixel likelihood with a discriminator is not a model of the paper)")
-  if config.method == "tvae" and config.loss.llike != "bernoulli":
-    raise ValueError("config.method='tvae' is Kingma & Welling's Bernoulli VAE: set --config.loss.llike=bernoulli")
-  if config.method != "tvae" and config.loss.llike == "bernoulli":
-    raise ValueError(f"config.loss.llike='bernoulli' is the tvae decoder's; config.method={config.method!r} "
+  bernoulli = ("tvae", "aae", "semi_aae")
+  if config.method in bernoulli and config.loss.llike != "bernoulli":
+    raise ValueError(f"config.method={config.method!r} has a Bernoulli decoder: set --config.loss.llike=bernoulli")
+  if config.method not in bernoulli and config.loss.llike == "bernoulli":
+    raise ValueError(f"config.loss.llike='bernoulli' is the decoder of {bernoulli}; config.method={config.method!r} "
                      "uses dis_l (vaegan) or pixel (vae)")
+  _validate_aae(config)
   if config.method == "vae" and config.loss.llike != "pixel":
     raise ValueError("config.method='vae' has no discriminator, so its likelihood is on pixels: "
                      "set --config.loss.llike=pixel")
@@ -233,12 +298,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   positive.update({f"eval.{k}": config.eval[k] for k in (
       "batch_size", "classifier_epochs", "num_pairs", "interpolation_steps", "triplets_per_class")})
   positive["data.num_threads"] = config.data.num_threads
-  for name in ("encoder", "decoder", "discriminator"):
+  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
     o = config.optim[name]
     _check_choice(o.optimizer, OPTIMIZERS, f"optim.{name}.optimizer")
     positive.update({f"optim.{name}.learning_rate": o.learning_rate, f"optim.{name}.eps": o.eps})
     _check(0 < o.decay_per_epoch <= 1, f"optim.{name}.decay_per_epoch", o.decay_per_epoch, "must be in (0, 1]")
     _check(0 <= o.rmsprop_decay < 1, f"optim.{name}.rmsprop_decay", o.rmsprop_decay, "must be in [0, 1)")
+    _check(0 <= o.adam_b1 < 1, f"optim.{name}.adam_b1", o.adam_b1, "must be in [0, 1)")
     for key in ("min_learning_rate", "weight_decay"):
       _check(o[key] >= 0, f"optim.{name}.{key}", o[key], "must be >= 0")
   for key, value in positive.items():
@@ -256,6 +322,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.balance.margin >= 0, "balance.margin", config.balance.margin, "must be >= 0")
   _check(config.balance.equilibrium >= 0, "balance.equilibrium", config.balance.equilibrium,
          "must be >= 0 (it is a BCE cost in nats; the paper uses 0.68)")
+
+
+def _validate_aae(config: ml_collections.ConfigDict) -> None:
+  a = config.aae
+  _check_choice(a.prior, PRIORS, "aae.prior")
+  _check(a.num_components >= 2, "aae.num_components", a.num_components, "must be at least 2")
+  _check(a.num_labels > 0, "aae.num_labels", a.num_labels, "must be positive")
+  _check(a.normal_class >= -1, "aae.normal_class", a.normal_class, "must be a class index, or -1 for all classes")
+  for key in ("parzen_samples", "parzen_num_bandwidths"):
+    _check(config.eval[key] > 0, f"eval.{key}", config.eval[key], "must be positive")
+  _check(0 < config.eval.parzen_min_bandwidth <= config.eval.parzen_max_bandwidth, "eval.parzen_min_bandwidth",
+         config.eval.parzen_min_bandwidth, "must be positive and at most eval.parzen_max_bandwidth")
+  if config.method not in ("aae", "semi_aae"):
+    return
+  if a.prior == "mixture" and config.model.latent_dim % 2:
+    raise ValueError(f"config.aae.prior='mixture' pairs code dimensions, so config.model.latent_dim="
+                     f"{config.model.latent_dim} must be even: set --config.model.latent_dim to an even size")
+  if a.condition_on_label and a.prior != "mixture":
+    raise ValueError("config.aae.condition_on_label=True puts class k on mixture component k, which needs "
+                     "--config.aae.prior=mixture (a Gaussian prior has no components)")
+  if config.method == "semi_aae" and (a.condition_on_label or a.normal_class >= 0 or a.prior != "gaussian"):
+    raise ValueError("config.method='semi_aae' learns y itself from a categorical prior with a Gaussian style "
+                     "prior: set --config.aae.prior=gaussian --config.aae.condition_on_label=False "
+                     "--config.aae.normal_class=-1")
+  if not tuple(config.model.mlp_hidden):
+    raise ValueError("config.model.mlp_hidden is empty: the AAE's networks need hidden layers, e.g. (1000, 1000)")
 
 
 def to_json(config: ml_collections.ConfigDict) -> dict:

@@ -301,12 +301,14 @@ def evaluate_vaegan_family(ctx: EvalContext) -> dict:
 
 
 def latent_figure(mu: np.ndarray, labels: np.ndarray, path: str, title: str) -> None:
-  """Writes a PNG scatter of the 2-D PCA projection of ``mu`` (f32[n, d]), coloured by ``labels``."""
+  """Writes a PNG scatter of ``mu`` (f32[n, d]) coloured by ``labels``: the points themselves when
+  d == 2, else their 2-D PCA projection."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   from sklearn.decomposition import PCA  # pylint: disable=import-outside-toplevel
-  projected = PCA(n_components=2, random_state=0).fit_transform(np.asarray(mu, np.float64))
+  mu = np.asarray(mu, np.float64)
+  projected = mu if mu.shape[1] == 2 else PCA(n_components=2, random_state=0).fit_transform(mu)
   fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
   points = ax.scatter(projected[:, 0], projected[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, linewidths=0)
   ax.legend(*points.legend_elements(), loc="best", fontsize=6, markerscale=0.8, title="class", title_fontsize=6)
@@ -359,12 +361,103 @@ def evaluate_tvae(ctx: EvalContext) -> dict:
   return out
 
 
+def _standardise(score: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  return (score - reference.mean()) / max(float(reference.std()), 1e-12)
+
+
+def evaluate_aae(ctx: EvalContext) -> dict:
+  """Metrics and figures of an adversarial autoencoder checkpoint (aae or semi_aae).
+
+  Metrics (Makhzani et al. 2015's protocols):
+
+  * ``loss/pixel_bce``, ``loss/pixel_mse``: reconstruction of the test split;
+  * ``parzen/log_likelihood`` (+- ``parzen/log_likelihood_sem``): Parzen-window log-likelihood
+    (nats) of the test split from ``eval.parzen_samples`` decoded prior draws, pixels in [0, 1],
+    the bandwidth (``parzen/bandwidth``) chosen among ``eval.parzen_num_bandwidths`` log-spaced
+    values on ``data.validation_split`` (skipped when that is ""); paper: 340 +- 2;
+  * semi_aae: ``classification/test_error`` of argmax q(y|x) on the test split (paper, 100
+    labels: 1.90% +- 0.10);
+  * anomaly detection (``aae.normal_class >= 0``, trained on that class only): ROC AUC of
+    the reconstruction error (Bernoulli NLL of Dec(Enc(x))) for telling the other classes of
+    the test split from the normal one, and of a combined score, the sum of the
+    reconstruction error and -log p(Enc(x)), each standardised on the normal training
+    images (a code far from the prior is anomalous too);
+  * the sample quality scores of every method (FD, KID, sharpness against the test split).
+
+  Figures: ``samples.png``, ``reconstructions.png``, ``latent.png`` (test codes coloured by
+  class: the 2-D code itself, else its PCA), and for a label-conditioned mixture or semi_aae
+  ``samples_by_class.png`` (row k decodes prior draws of class k).
+  """
+  from vaegan_jax.methods import aae  # pylint: disable=import-outside-toplevel
+  c, state, models = ctx.config, ctx.state, ctx.run.models
+  bs, x, labels = c.eval.batch_size, ctx.test["image"], ctx.test["label"]
+  out = _loss_terms(ctx)
+  encode = jax.jit(lambda im: aae.encode(models, state, im))
+  decode = jax.jit(lambda code: aae.sample(models, state, code))
+  parts = [jax.device_get(encode(x[i:i + bs])) for i in range(0, len(x), bs)]
+  codes = np.concatenate([p[0] for p in parts])
+  y_logits = np.concatenate([p[1] for p in parts])
+  z = codes[:, aae.num_classes(c):]
+  if aae.num_classes(c):
+    out["classification/test_error"] = float(np.mean(np.argmax(y_logits, -1) != labels))
+  ctx.progress.update()
+
+  prior_codes = np.asarray(aae.prior_sample(c, jax.random.key(c.seed + 2), c.eval.parzen_samples))
+  samples = _batched(decode, prior_codes, bs)
+  if c.data.validation_split:
+    flat = lambda a: a.reshape(len(a), -1).astype(np.float32)  # noqa: E731
+    validation = data.split_arrays(c, c.data.validation_split)["image"]
+    bandwidths = np.logspace(np.log10(c.eval.parzen_min_bandwidth), np.log10(c.eval.parzen_max_bandwidth),
+                             c.eval.parzen_num_bandwidths)
+    parzen = metrics.parzen_evaluation(flat(validation) / 255.0, flat(x) / 255.0, (flat(samples) + 1.0) / 2.0,
+                                       bandwidths)
+    out.update({f"parzen/{k}": v for k, v in parzen.items()})
+    out["parzen/num_samples"] = float(len(samples))
+  ctx.progress.update()
+
+  if c.aae.normal_class >= 0:
+    error = jax.jit(lambda im: aae.reconstruction_error(models, state, im))
+    density = jax.jit(lambda v: aae.prior_log_density(c, v))
+    normal_train = ctx.train["image"][ctx.train["label"] == c.aae.normal_class][:5000]
+    z_train = _batched(lambda im: encode(im)[0], normal_train, bs)
+    reference = (_batched(error, normal_train, bs), -_batched(density, z_train, bs))
+    scores = (_batched(error, x, bs), -_batched(density, z, bs))
+    anomalous = labels != c.aae.normal_class
+    combined = _standardise(scores[0], reference[0]) + _standardise(scores[1], reference[1])
+    out.update({"anomaly/normal_class": float(c.aae.normal_class),
+                "anomaly/roc_auc_reconstruction": metrics.roc_auc(scores[0], anomalous),
+                "anomaly/roc_auc_combined": metrics.roc_auc(combined, anomalous)})
+
+  _, test_embedding = domain_classifier.predict(ctx.classifier, x, bs)
+  out.update(_quality(ctx, "samples", samples, test_embedding))
+  rows = c.train.num_image_rows
+  _save(ctx, "samples", images.make_grid(images.to_uint8(samples[:rows * rows]), rows))
+  recon = _batched(decode, codes, bs)
+  n = rows * rows // 2
+  _save(ctx, "reconstructions", images.make_grid(images.interleave_rows(x[:n], images.to_uint8(recon[:n]), rows), rows))
+  ctx.progress.update()
+
+  by_class = aae.num_classes(c) or (c.aae.num_components if c.aae.condition_on_label else 0)
+  if by_class:
+    per_row = 10
+    classes = jnp.repeat(jnp.arange(by_class), per_row)
+    grid_codes = aae.prior_sample(c, jax.random.key(c.seed + 3), len(classes), labels=classes)
+    _save(ctx, "samples_by_class", images.make_grid(images.to_uint8(np.asarray(decode(grid_codes))), per_row))
+  what = {"aae": f"AAE, {c.aae.prior} prior" + (", label-conditioned" if c.aae.condition_on_label else ""),
+          "semi_aae": f"semi-supervised AAE, {c.aae.num_labels} labels (style z)"}[c.method]
+  latent_figure(z, labels, os.path.join(ctx.outdir, "latent.png"), f"{what}: {c.data.name} test codes")
+  ctx.progress.update()
+  return out
+
+
 # Method name -> evaluator. Later models register theirs here.
 EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
     "vaegan": evaluate_vaegan_family,
     "vae": evaluate_vaegan_family,
     "gan": evaluate_vaegan_family,
     "tvae": evaluate_tvae,
+    "aae": evaluate_aae,
+    "semi_aae": evaluate_aae,
 }
 _STAGES = 5  # progress-bar stages: data + classifier, then the evaluator's four
 
@@ -428,6 +521,11 @@ COMPARISON_ROWS = (
     ("loss/pixel_mse", "pixel MSE of Dec(mu) ([-1, 1])"),
     ("loss/dis_l_mse", "Dis_l MSE of Dec(mu)"),
     ("triplet/accuracy", "triplet accuracy of test means"),
+    ("parzen/log_likelihood", "Parzen log-likelihood of test (nats)"),
+    ("classification/test_error", "test classification error"),
+    ("anomaly/normal_class", "anomaly detection: normal class"),
+    ("anomaly/roc_auc_reconstruction", "ROC AUC, reconstruction error"),
+    ("anomaly/roc_auc_combined", "ROC AUC, reconstruction + prior"),
     ("loss/pixel_bce", "Bernoulli NLL of Dec(mu) (nats)"),
     ("loss/elbo", "ELBO, the model's own (nats)"),
     ("loss/kl", "KL (nats)"),
@@ -494,7 +592,7 @@ def compare(workdirs: list[str], out: str) -> str:
   panels = []
   for workdir, results, folder in columns:
     parts = [Image.open(os.path.join(folder, f"{n}.png")).convert("RGB")
-             for n in ("reconstructions", "samples", "latent_pca") if os.path.isfile(os.path.join(folder, f"{n}.png"))]
+             for n in ("reconstructions", "samples", "latent_pca", "latent") if os.path.isfile(os.path.join(folder, f"{n}.png"))]
     height = max(p.height for p in parts)
     panel = Image.new("RGB", (sum(p.width for p in parts) + 4 * (len(parts) - 1), height + 14), "white")
     x = 0

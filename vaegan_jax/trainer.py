@@ -79,8 +79,8 @@ def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
   steps_per_epoch = max(1, info.num_train // config.train.batch_size)
   method = methods.get(config.method)
   models = method.build_models(config, info.image_shape)
-  schedules = {name: method.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in models}
-  optimizers = method.make_optimizers(config, steps_per_epoch)
+  optimizers = method.make_optimizers(config, steps_per_epoch)  # keyed by their config.optim section
+  schedules = {name: method.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in optimizers}
   return Run(config, method, info, mesh, models, optimizers, schedules, steps_per_epoch)
 
 
@@ -167,7 +167,10 @@ class _ImageLogger:
     self.columns, self.dir, self.writer = rows, os.path.join(workdir, "images"), writer
     self.has_encoder = "encoder" in run.models
     self.test_images = data.eval_images(run.config, rows * rows // 2)["image"]
-    self.z = jax.random.normal(jax.random.key(run.config.seed + 1), (rows * rows, run.config.model.latent_dim))
+    key = jax.random.key(run.config.seed + 1)
+    prior_sample = getattr(run.method, "prior_sample", None)
+    self.z = (prior_sample(run.config, key, rows * rows) if prior_sample
+              else jax.random.normal(key, (rows * rows, run.config.model.latent_dim)))
     self._reconstruct = jax.jit(functools.partial(run.method.reconstruct, run.models))
     self._sample = jax.jit(functools.partial(run.method.sample, run.models))
 

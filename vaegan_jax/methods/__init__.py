@@ -2,7 +2,8 @@
 
 A method module provides ``NETWORKS``, ``build_models``, ``make_optimizers``,
 ``learning_rate_schedule``, ``create_train_state``, ``make_train_step``, ``encode``,
-``reconstruct``, ``sample``, ``eval_step`` and ``train_dataset`` (what its batches are).
+``reconstruct``, ``sample``, ``eval_step`` and ``train_dataset`` (what its batches are); a method
+whose prior is not N(0, I) also provides ``prior_sample(config, key, num)``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ def get(method: str) -> types.ModuleType:
   Raises:
     ValueError: an unknown method.
   """
-  from vaegan_jax.methods import tvae, vaegan  # pylint: disable=import-outside-toplevel
-  modules = {"vaegan": vaegan, "vae": vaegan, "gan": vaegan, "tvae": tvae}
+  from vaegan_jax.methods import aae, tvae, vaegan  # pylint: disable=import-outside-toplevel
+  modules = {"vaegan": vaegan, "vae": vaegan, "gan": vaegan, "tvae": tvae, "aae": aae, "semi_aae": aae}
   if method not in modules:
     raise ValueError(f"unknown method {method!r}; one of {sorted(modules)}")
   return modules[method]

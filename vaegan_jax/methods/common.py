@@ -76,7 +76,7 @@ def make_optimizers(config: ml_collections.ConfigDict, networks: Sequence[str],
     o = config.optim[name]
     schedule = learning_rate_schedule(o, steps_per_epoch)
     if o.optimizer == "adam":
-      update = optax.adam(schedule, eps=o.eps)
+      update = optax.adam(schedule, b1=o.adam_b1, eps=o.eps)
     else:
       update = optax.rmsprop(schedule, decay=o.rmsprop_decay, eps=o.eps)
     txs[name] = optax.chain(optax.add_decayed_weights(o.weight_decay), update)
@@ -131,6 +131,38 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
+def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
+  """One optax update: ``(new_params, new_opt_state)``."""
+  updates, new_opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), new_opt_state
+
+
+def commit(state: TrainState, finite: jax.Array, params: Params, opt_state: Params,
+           batch_stats: Params) -> tuple[TrainState, dict[str, jax.Array]]:
+  """The state after a step: the new trees if ``finite``, else the old ones; counters updated.
+
+  Args:
+    state: the state before the step.
+    finite: bool[] the step's losses and gradients were all finite.
+    params, opt_state, batch_stats: the trees the step computed (same structure as the state's).
+
+  Returns:
+    (new_state, metrics): ``step`` + 1 always; metrics ``train/nonfinite`` (1.0 when skipped),
+    ``train/nonfinite_steps`` and ``train/nonfinite_streak``.
+  """
+  bad = 1 - finite.astype(jnp.int32)
+  nonfinite_steps = state.nonfinite_steps + bad
+  nonfinite_streak = (state.nonfinite_streak + 1) * bad
+  new_state = state.replace(step=state.step + 1, params=select(finite, params, state.params),
+                            opt_state=select(finite, opt_state, state.opt_state),
+                            batch_stats=select(finite, batch_stats, state.batch_stats),
+                            nonfinite_steps=nonfinite_steps, nonfinite_streak=nonfinite_streak)
+  metrics = {"train/nonfinite": bad.astype(jnp.float32),
+             "train/nonfinite_steps": nonfinite_steps.astype(jnp.float32),
+             "train/nonfinite_streak": nonfinite_streak.astype(jnp.float32)}
+  return new_state, metrics
+
+
 def apply_updates(state: TrainState, grads: Params, optimizers: dict[str, optax.GradientTransformation],
                   losses_to_check: Any, new_batch_stats: Params,
                   gates: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -146,25 +178,13 @@ def apply_updates(state: TrainState, grads: Params, optimizers: dict[str, optax.
       balancing). Missing networks are always updated.
 
   Returns:
-    (new_state, metrics): ``step`` + 1, new params/opt_state/batch_stats where the step was
-    finite, the non-finite counters; metrics ``train/nonfinite`` (1.0 when skipped),
-    ``train/nonfinite_steps`` and ``train/nonfinite_streak``.
+    As ``commit``.
   """
   finite = all_finite((losses_to_check, grads))
-  params, opt_state = {}, {}
+  params, opt_state = dict(state.params), dict(state.opt_state)
   for name, tx in optimizers.items():
-    updates, new_opt = tx.update(grads[name], state.opt_state[name], state.params[name])
-    new_params = optax.apply_updates(state.params[name], updates)
-    apply = finite * (gates or {}).get(name, jnp.float32(1.0))
-    params[name] = select(apply, new_params, state.params[name])
-    opt_state[name] = select(apply, new_opt, state.opt_state[name])
-  batch_stats = select(finite, new_batch_stats, state.batch_stats)
-  bad = 1 - finite.astype(jnp.int32)
-  nonfinite_steps = state.nonfinite_steps + bad
-  nonfinite_streak = (state.nonfinite_streak + 1) * bad
-  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                            nonfinite_steps=nonfinite_steps, nonfinite_streak=nonfinite_streak)
-  metrics = {"train/nonfinite": bad.astype(jnp.float32),
-             "train/nonfinite_steps": nonfinite_steps.astype(jnp.float32),
-             "train/nonfinite_streak": nonfinite_streak.astype(jnp.float32)}
-  return new_state, metrics
+    new_params, new_opt = optimizer_step(tx, grads[name], state.opt_state[name], state.params[name])
+    gate = (gates or {}).get(name, jnp.float32(1.0))
+    params[name] = select(gate, new_params, state.params[name])
+    opt_state[name] = select(gate, new_opt, state.opt_state[name])
+  return commit(state, finite, params, opt_state, new_batch_stats)

@@ -1,0 +1,16 @@
+"""Semi-supervised adversarial autoencoder (Makhzani et al. 2015, sec. 5) on MNIST, 100 labels.
+
+  VAEGAN_DATA_DIR=../shared/data python train.py --config configs/semi_aae_mnist.py --workdir runs/semi_aae_mnist
+  python eval.py --workdir runs/semi_aae_mnist            # test classification error
+  # 1000 labels:  --config.aae.num_labels=1000
+
+q(y|x) is a softmax over 10 classes pushed to one-hot draws by D_y, the style code z (10-D) to
+N(0, I) by D_z; the decoder sees [y, z]; each step also takes one cross-entropy step on a batch
+drawn from the fixed, class-balanced labelled subset (seed = config.seed).
+"""
+
+from vaegan_jax.config import aae, apply_arg, base_config
+
+
+def get_config(arg: str = ""):
+  return apply_arg(aae(base_config(), "semi_aae", latent_dim=10), arg)

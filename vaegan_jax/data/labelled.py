@@ -1,0 +1,108 @@
+"""Batches for the adversarial autoencoder: labels for the conditioned prior, a balanced labelled
+subset for the semi-supervised AAE, and the one-class split of anomaly detection.
+
+As for TVAE's triplets (``triplets.py``), the training split is held in memory (47 MB for
+MNIST) and batch i of the run is a pure function of (seed, i): every training example is
+seen once per epoch in a seeded permutation, and the semi-supervised AAE's labelled example
+of each slot is drawn by grain's ``random_map``, seeded by the run's seed and the element's
+index. The iterator position stored in a checkpoint therefore resumes the stream exactly.
+"""
+
+from __future__ import annotations
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from vaegan_jax.data import pipeline, triplets
+
+
+def labelled_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+  """The indices of a class-balanced labelled subset: ``count / classes`` examples of each class.
+
+  The semi-supervised protocol of Makhzani et al. 2015 (sec. 5): 100 (or 1000) MNIST labels,
+  the same number per digit. Drawn without replacement by ``numpy.random.default_rng(seed)``,
+  so the same (labels, count, seed) always give the same subset.
+
+  Args:
+    labels: i64[n] class of each training example, classes 0..K-1.
+    count: size of the subset, a multiple of K.
+
+  Returns:
+    i64[count] sorted indices into ``labels``.
+
+  Raises:
+    ValueError: ``count`` is not a positive multiple of the number of classes, or a class has
+      fewer examples than its share.
+  """
+  classes = int(labels.max()) + 1
+  if count <= 0 or count % classes:
+    raise ValueError(f"config.aae.num_labels={count} must be a positive multiple of the {classes} classes "
+                     "(so that every class has as many labels): set --config.aae.num_labels, e.g. 100 or 1000")
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for c in range(classes):
+    members = np.flatnonzero(labels == c)
+    if len(members) < count // classes:
+      raise ValueError(f"class {c} has {len(members)} examples, fewer than the {count // classes} labels per class "
+                       "asked for: lower --config.aae.num_labels")
+    chosen.append(rng.choice(members, count // classes, replace=False))
+  return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def train_arrays(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The training split in memory, restricted to ``config.aae.normal_class`` when it is >= 0
+  (anomaly detection's one-class protocol: train on the normal class only).
+
+  Returns:
+    ``{"image": u8[n, h, w, c], "label": i64[n]}``.
+
+  Raises:
+    ValueError: the dataset has no labels, or the normal class has no examples.
+  """
+  arrays = pipeline.split_arrays(config, config.data.train_split)
+  labels = triplets.labels_of(arrays, config.data.name)
+  keep = np.arange(len(labels))
+  if config.aae.normal_class >= 0:
+    keep = np.flatnonzero(labels == config.aae.normal_class)
+    if not len(keep):
+      raise ValueError(f"config.aae.normal_class={config.aae.normal_class} has no examples in "
+                       f"{config.data.name}:{config.data.train_split}")
+  return {"image": arrays["image"][keep], "label": labels[keep]}
+
+
+def aae_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: int) -> grain.MapDataset:
+  """An infinite, indexable dataset of this process's share of each global batch.
+
+  Element i is batch i of the run: ``{"image": u8[b, h, w, c], "label": i64[b]}`` with
+  ``b = global_batch / jax.process_count()``; for ``method == "semi_aae"`` also
+  ``"labelled_image"`` and ``"labelled_label"``: one example per slot drawn uniformly from the
+  fixed subset ``labelled_subset(labels, config.aae.num_labels, config.seed)``.
+
+  Raises:
+    ValueError: no labels, an empty normal class, a bad ``num_labels``, or a batch that does
+      not split over processes or exceeds the (one-class) training split.
+  """
+  processes = jax.process_count()
+  if global_batch % processes:
+    raise ValueError(f"global batch {global_batch} does not split over {processes} processes")
+  arrays = train_arrays(config)
+  images, labels = arrays["image"], arrays["label"]
+  per_process = global_batch // processes
+  ds = grain.MapDataset.range(len(labels)).shuffle(seed=seed)[jax.process_index()::processes]
+  if len(ds) < per_process:
+    raise ValueError(f"batch {per_process} per process exceeds the {len(ds)} training examples "
+                     f"(normal_class={config.aae.normal_class}); lower --config.train.batch_size")
+  ds = ds.repeat()
+  if config.method == "semi_aae":
+    subset = labelled_subset(labels, config.aae.num_labels, config.seed)
+
+    def with_label(i, rng: np.random.Generator):
+      j = subset[int(rng.integers(len(subset)))]
+      return {"image": images[i], "label": labels[i], "labelled_image": images[j], "labelled_label": labels[j]}
+
+    ds = ds.random_map(with_label, seed=seed)
+  else:
+    ds = ds.map(lambda i: {"image": images[i], "label": labels[i]})
+  return ds.batch(per_process, drop_remainder=True)

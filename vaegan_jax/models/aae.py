@@ -1,0 +1,96 @@
+"""The fully connected networks of the adversarial autoencoder (Makhzani et al. 2015, MNIST).
+
+Encoder, decoder and latent discriminator are each ``hidden`` ReLU layers (2 x 1000 in the
+paper). There is no BatchNorm anywhere: users of the public ports report that BatchNorm in
+the latent discriminator breaks training (../shared/MODELS.md sec. 2). The decoder is
+``mlp.MLPDecoder`` (Bernoulli logits), fed the code z, or [y, z] in the semi-supervised AAE.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class AAEEncoder(nn.Module):
+  """Deterministic q(z|x), and with ``num_classes > 0`` also q(y|x): flattened images -> (z, y logits).
+
+  Attributes:
+    latent_dim: size of the code z (8 for likelihood, 2 for figures, 10 as the semi-supervised style).
+    hidden: widths of the hidden ReLU layers ((1000, 1000) in the paper).
+    num_classes: size of the categorical head y (10 in the semi-supervised AAE; 0 = none).
+    dtype: computation dtype; parameters are f32.
+  """
+
+  latent_dim: int = 8
+  hidden: Sequence[int] = (1000, 1000)
+  num_classes: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:  # pylint: disable=unused-argument
+    """Encodes f32[batch, h, w, c] images in [-1, 1].
+
+    Returns:
+      (z, y_logits): f32[batch, latent_dim] codes and f32[batch, num_classes] class logits
+      (f32[batch, 0] when ``num_classes == 0``).
+    """
+    h = x.reshape(x.shape[0], -1).astype(self.dtype)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    z = nn.Dense(self.latent_dim, dtype=self.dtype, name="z")(h).astype(jnp.float32)
+    if not self.num_classes:
+      return z, jnp.zeros((x.shape[0], 0), jnp.float32)
+    return z, nn.Dense(self.num_classes, dtype=self.dtype, name="y")(h).astype(jnp.float32)
+
+
+class LatentDiscriminator(nn.Module):
+  """D(v): a code (optionally with a one-hot label concatenated) -> the logit that v is a prior draw.
+
+  Attributes:
+    hidden: widths of the hidden ReLU layers ((1000, 1000) in the paper).
+    dtype: computation dtype; parameters are f32.
+  """
+
+  hidden: Sequence[int] = (1000, 1000)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, v: jax.Array, train: bool) -> jax.Array:  # pylint: disable=unused-argument
+    """f32[batch, features] -> f32[batch] logits (sigmoid = probability of "drawn from the prior")."""
+    h = v.astype(self.dtype)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    return nn.Dense(1, dtype=self.dtype, name="logit")(h)[:, 0].astype(jnp.float32)
+
+
+class LatentDiscriminators(nn.Module):
+  """The AAE's discriminators as one parameter tree: ``z`` on codes and, with ``num_classes > 0``,
+  ``y`` on class probabilities against one-hot categorical draws (the semi-supervised AAE).
+
+  Attributes:
+    hidden: widths of each discriminator's hidden ReLU layers.
+    num_classes: 0 for the unsupervised AAE (only ``z``), else the size of y. (For the
+      label-conditioned prior, the caller concatenates the one-hot label to ``z``'s input.)
+    dtype: computation dtype; parameters are f32.
+  """
+
+  hidden: Sequence[int] = (1000, 1000)
+  num_classes: int = 0
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    self.z = LatentDiscriminator(self.hidden, self.dtype)
+    if self.num_classes:
+      self.y = LatentDiscriminator(self.hidden, self.dtype)
+
+  def __call__(self, z_input: jax.Array, y_input: jax.Array | None, train: bool) -> tuple[jax.Array, jax.Array]:
+    """Logits of D_z on f32[batch, dz] and of D_y on f32[batch, num_classes] (f32[batch] each;
+    D_y's are zeros of shape [0] without a y head)."""
+    logits_z = self.z(z_input, train)
+    if not self.num_classes:
+      return logits_z, jnp.zeros((0,), jnp.float32)
+    return logits_z, self.y(y_input, train)
