@@ -1,0 +1,281 @@
+"""Adversarial autoencoders: each phase's loss, which networks each phase moves, the priors, the
+Parzen estimator, the labelled subset, the batches, and train + eval end to end (in process)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+
+from tests.conftest import load_config
+from vaegan_jax import evaluation, metrics, priors, trainer
+from vaegan_jax.config import validate
+from vaegan_jax.data import labelled, pipeline
+from vaegan_jax.methods import aae
+
+RNG = np.random.default_rng(0)
+
+
+def _log_sigmoid(v):
+  return -np.logaddexp(0.0, -np.asarray(v, np.float64))
+
+
+def _setup(method="aae", **aae_fields):
+  """A smoke-sized AAE (hidden 32, 32) on fake 28x28 images: config, models, optimizers, state, batch."""
+  c = load_config("semi_aae_mnist" if method == "semi_aae" else "aae_mnist")
+  for k, v in aae_fields.items():
+    c.aae[k] = v
+  if c.aae.prior == "mixture":
+    c.model.latent_dim = 2
+  validate(c)
+  models = aae.build_models(c, (28, 28, 1))
+  optimizers = aae.make_optimizers(c, steps_per_epoch=10)
+  state = aae.create_train_state(jax.random.key(0), c, models, optimizers)
+  batch = {"image": RNG.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8), "label": np.arange(6) % 3,
+           "labelled_image": RNG.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8),
+           "labelled_label": np.array([0, 1, 2, 3, 4, 5])}
+  return c, models, optimizers, state, batch
+
+
+def _x(batch, key="image"):
+  return jnp.asarray(batch[key], jnp.float32) / 127.5 - 1.0
+
+
+# --- Each phase's loss against a reference computed another way --------------------------------
+
+@pytest.mark.parametrize("method", ["aae", "semi_aae"])
+def test_reconstruction_loss_is_the_mean_bernoulli_nll_of_dec_enc(method):
+  c, models, _, state, batch = _setup(method)
+  p = state.params
+  z, y_logits = models["encoder"].apply({"params": p["encoder"]}, _x(batch), train=False)
+  code = np.asarray(z) if method == "aae" else np.concatenate(
+      [np.exp(y_logits) / np.exp(y_logits).sum(-1, keepdims=True), z], -1)   # decoder sees [y, z]
+  logits = np.asarray(models["decoder"].apply({"params": p["decoder"]}, jnp.asarray(code), train=False), np.float64)
+  t = batch["image"].astype(np.float64) / 255.0
+  want = np.mean(-np.sum(t * _log_sigmoid(logits) + (1 - t) * _log_sigmoid(-logits), axis=(1, 2, 3)))
+  got, terms = aae.reconstruction_loss(models, p, _x(batch))
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  assert terms["reconstruction"] == got
+
+
+@pytest.mark.parametrize("method,fields", [("aae", {}), ("aae", {"prior": "mixture", "condition_on_label": True}),
+                                           ("semi_aae", {})])
+def test_discriminator_and_generator_losses_are_bce_of_the_discriminator_outputs(method, fields):
+  c, models, _, state, batch = _setup(method, **fields)
+  p, x, labels, key = state.params, _x(batch), jnp.asarray(batch["label"]), jax.random.key(3)
+  z, y_logits = models["encoder"].apply({"params": p["encoder"]}, x, train=False)
+  z_key, y_key = jax.random.split(key)
+  z_prior = aae.prior_draws(c, z_key, labels)
+  onehot = np.eye(c.aae.num_components)[batch["label"]]
+  cond = (lambda v: np.concatenate([v, onehot], -1)) if c.aae.condition_on_label else (lambda v: v)  # noqa: E731
+  no_y = jnp.zeros((6, 10)) if method == "semi_aae" else None   # D_z does not look at y
+  d_z = lambda v: np.asarray(models["discriminator"].apply(  # noqa: E731
+      {"params": p["discriminator"]}, jnp.asarray(cond(np.asarray(v)), jnp.float32), no_y, train=False)[0], np.float64)
+  want_d = -np.mean(_log_sigmoid(d_z(z_prior))) - np.mean(_log_sigmoid(-d_z(z)))
+  want_g = -np.mean(_log_sigmoid(d_z(z)))
+  if method == "semi_aae":
+    y = jax.nn.softmax(y_logits)
+    y_prior = np.eye(10)[np.asarray(jax.random.randint(y_key, (6,), 0, 10))]
+    d_y = lambda v: np.asarray(models["discriminator"].apply(  # noqa: E731
+        {"params": p["discriminator"]}, jnp.asarray(z), jnp.asarray(v, jnp.float32), train=False)[1], np.float64)
+    want_d += -np.mean(_log_sigmoid(d_y(y_prior))) - np.mean(_log_sigmoid(-d_y(y)))
+    want_g += -np.mean(_log_sigmoid(d_y(y)))
+  got_d, _ = aae.discriminator_loss(models, c, p, x, labels, key)
+  got_g, _ = aae.generator_loss(models, c, p, x, labels)
+  np.testing.assert_allclose(float(got_d), want_d, rtol=1e-5)
+  np.testing.assert_allclose(float(got_g), want_g, rtol=1e-5)
+
+
+def test_classification_loss_is_the_cross_entropy_of_q_y_given_x():
+  c, models, _, state, batch = _setup("semi_aae")
+  _, y_logits = models["encoder"].apply({"params": state.params["encoder"]}, _x(batch, "labelled_image"), train=False)
+  logits = np.asarray(y_logits, np.float64)
+  log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  want = -np.mean(log_softmax[np.arange(6), batch["labelled_label"]])
+  got, terms = aae.classification_loss(models, state.params, _x(batch, "labelled_image"),
+                                       jnp.asarray(batch["labelled_label"]))
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  assert float(terms["labelled_accuracy"]) == np.mean(logits.argmax(-1) == batch["labelled_label"])
+
+
+# --- Which networks each phase moves -----------------------------------------------------------
+
+def _changed(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_the_discriminator_phase_does_not_move_the_encoder_and_the_generator_phase_not_the_discriminator():
+  c, models, optimizers, state, batch = _setup("semi_aae")
+  x, labels = _x(batch), jnp.asarray(batch["label"])
+  p, o = state.params, state.opt_state
+  d_loss = lambda q: aae.discriminator_loss(models, c, q, x, labels, jax.random.key(1))  # noqa: E731
+  # No gradient reaches the encoder through the discriminator's loss (its codes are constants).
+  g = jax.grad(lambda e: d_loss({**p, "encoder": e})[0])(p["encoder"])
+  assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g))
+  p_d, o_d, *_ = aae._phase(d_loss, "discriminator", "discriminator", optimizers, p, o)  # pylint: disable=protected-access
+  assert _changed(p_d["discriminator"], p["discriminator"])
+  assert not _changed(p_d["encoder"], p["encoder"]) and not _changed(p_d["decoder"], p["decoder"])
+  assert not _changed(o_d["generator"], o["generator"]) and not _changed(o_d["encoder"], o["encoder"])
+  g_loss = lambda q: aae.generator_loss(models, c, q, x, labels)  # noqa: E731
+  p_g, o_g, *_ = aae._phase(g_loss, "encoder", "generator", optimizers, p, o)  # pylint: disable=protected-access
+  assert _changed(p_g["encoder"], p["encoder"]) and _changed(o_g["generator"], o["generator"])
+  assert not _changed(p_g["discriminator"], p["discriminator"]) and not _changed(o_g["encoder"], o["encoder"])
+
+
+def test_one_train_step_moves_every_network_and_lowers_the_reconstruction_loss():
+  c, models, optimizers, state, batch = _setup("semi_aae")
+  step = jax.jit(aae.make_train_step(c, models, optimizers))
+  first, metrics_ = step(state, batch)
+  assert int(first.step) == 1 and float(metrics_["train/nonfinite"]) == 0.0
+  for name in ("encoder", "decoder", "discriminator"):
+    assert _changed(first.params[name], state.params[name]), name
+  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
+    assert _changed(first.opt_state[name], state.opt_state[name]), name
+  s = first
+  for _ in range(5):
+    s, m = step(s, batch)
+  assert float(m["train/reconstruction"]) < float(metrics_["train/reconstruction"])
+  # A batch with NaN-producing input is skipped whole (common.commit): nothing changes.
+  poisoned = s.replace(params={**s.params, "discriminator": jax.tree.map(lambda v: v * np.nan, s.params["discriminator"])})
+  after, m = step(poisoned, batch)
+  assert float(m["train/nonfinite"]) == 1.0 and not _changed(after.params["encoder"], s.params["encoder"])
+
+
+# --- Priors --------------------------------------------------------------------------------------
+
+def test_mixture_prior_puts_class_k_on_component_k_with_the_stated_density():
+  labels = jnp.repeat(jnp.arange(10), 2000)
+  z = np.asarray(priors.mixture(jax.random.key(0), labels, 4, 10))
+  means = np.asarray(priors.mixture_means(4, 10))
+  got = z.reshape(10, 2000, 4).mean(1)
+  np.testing.assert_allclose(got, means, atol=0.05)
+  # The density against scipy: each pair is N(shift * u_k, R_k diag(.5^2, .1^2) R_k^T), pairs independent.
+  points = np.asarray(RNG.normal(size=(7, 4)) * 1.5, np.float32)
+  want = []
+  for v in points:
+    comps = []
+    for k in range(10):
+      a = 2 * np.pi * k / 10
+      r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+      cov = r @ np.diag([0.25, 0.01]) @ r.T
+      mean = 1.4 * np.array([np.cos(a), np.sin(a)])
+      comps.append(stats.multivariate_normal(mean, cov).logpdf(v[:2]) + stats.multivariate_normal(mean, cov).logpdf(v[2:]))
+    want.append(np.logaddexp.reduce(comps) - np.log(10))
+  np.testing.assert_allclose(np.asarray(priors.mixture_log_density(jnp.asarray(points), 10)), want, rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(priors.gaussian_log_density(jnp.asarray(points))),
+                             stats.multivariate_normal(np.zeros(4), np.eye(4)).logpdf(points), rtol=1e-5)
+  with pytest.raises(ValueError, match="even"):
+    priors.mixture(jax.random.key(0), labels[:3], 3, 10)
+
+
+# --- Parzen window -------------------------------------------------------------------------------
+
+def test_parzen_of_one_point_is_the_gaussian_density_and_mixes_over_samples():
+  x = RNG.uniform(size=(5, 6))
+  one = RNG.uniform(size=(1, 6))
+  sigmas = [0.2, 0.7]
+  got = metrics.parzen_log_likelihood(x, one, sigmas)
+  for i, s in enumerate(sigmas):
+    np.testing.assert_allclose(got[i], stats.multivariate_normal(one[0], s * s * np.eye(6)).logpdf(x), rtol=1e-4)
+  two = RNG.uniform(size=(2, 6))
+  want = np.logaddexp(*[stats.multivariate_normal(t, 0.09 * np.eye(6)).logpdf(x) for t in two]) - np.log(2)
+  np.testing.assert_allclose(metrics.parzen_log_likelihood(x, two, [0.3])[0], want, rtol=1e-4)
+  with pytest.raises(ValueError, match="positive"):
+    metrics.parzen_log_likelihood(x, two, [0.0])
+
+
+def test_parzen_evaluation_chooses_the_bandwidth_on_validation_and_reports_the_standard_error():
+  samples = RNG.normal(size=(400, 3)) * 0.3
+  validation, test = RNG.normal(size=(300, 3)) * 0.3, RNG.normal(size=(200, 3)) * 0.3
+  sigmas = [0.01, 0.1, 0.2, 5.0]
+  out = metrics.parzen_evaluation(validation, test, samples, sigmas)
+  per = metrics.parzen_log_likelihood(validation, samples, sigmas).mean(1)
+  assert out["bandwidth"] == sigmas[int(np.argmax(per))] and out["bandwidth"] in (0.1, 0.2)
+  ll = metrics.parzen_log_likelihood(test, samples, [out["bandwidth"]])[0]
+  np.testing.assert_allclose(out["log_likelihood"], ll.mean(), rtol=1e-6)
+  np.testing.assert_allclose(out["log_likelihood_sem"], ll.std(ddof=1) / np.sqrt(200), rtol=1e-6)
+
+
+def test_roc_auc_matches_the_pairwise_definition():
+  scores, positive = RNG.normal(size=50), RNG.uniform(size=50) < 0.3
+  pairs = [(a > b) + 0.5 * (a == b) for a in scores[positive] for b in scores[~positive]]
+  np.testing.assert_allclose(metrics.roc_auc(scores, positive), np.mean(pairs))
+  with pytest.raises(ValueError, match="both"):
+    metrics.roc_auc(scores, np.ones(50, bool))
+
+
+# --- Labelled subset and batches ---------------------------------------------------------------
+
+def test_labelled_subset_is_balanced_and_fixed_by_the_seed():
+  labels = RNG.integers(0, 10, 5000)
+  a = labelled.labelled_subset(labels, 100, seed=0)
+  assert len(np.unique(a)) == 100 and np.all(np.bincount(labels[a], minlength=10) == 10)
+  np.testing.assert_array_equal(a, labelled.labelled_subset(labels, 100, seed=0))
+  assert not np.array_equal(a, labelled.labelled_subset(labels, 100, seed=1))
+  assert np.all(np.bincount(labels[labelled.labelled_subset(labels, 1000, seed=0)], minlength=10) == 100)
+  with pytest.raises(ValueError, match="multiple"):
+    labelled.labelled_subset(labels, 105, seed=0)
+
+
+def test_semi_supervised_batches_draw_from_the_subset_and_resume_exactly(tfds_dir):
+  c = load_config("semi_aae_mnist")
+  c.data.data_dir = tfds_dir
+  arrays = labelled.train_arrays(c)
+  subset = labelled.labelled_subset(arrays["label"], c.aae.num_labels, c.seed)
+  it = pipeline.train_iterator(c, 16, seed=0, dataset=labelled.aae_dataset)
+  batches = [next(it) for _ in range(2)]
+  state = it.get_state()
+  after = next(it)
+  resumed = next(pipeline.train_iterator(c, 16, seed=0, state=state, dataset=labelled.aae_dataset))
+  for k in after:
+    np.testing.assert_array_equal(resumed[k], after[k])
+  allowed = {arrays["image"][j].tobytes(): arrays["label"][j] for j in subset}
+  for b in batches + [after]:
+    for img, label in zip(b["labelled_image"], b["labelled_label"]):
+      assert allowed[img.tobytes()] == label       # every labelled example is from the subset
+  c.method, c.aae.normal_class = "aae", 3
+  one_class = next(pipeline.train_iterator(c, 16, seed=0, dataset=labelled.aae_dataset))
+  assert set(one_class) == {"image", "label"} and np.all(one_class["label"] == 3)
+
+
+def test_bad_aae_configs_are_refused_with_the_fix():
+  c = load_config("aae_mnist")
+  c.aae.prior, c.model.latent_dim = "mixture", 3
+  with pytest.raises(ValueError, match="latent_dim=3 must be even"):
+    validate(c)
+  c.aae.prior, c.aae.condition_on_label = "gaussian", True
+  with pytest.raises(ValueError, match="--config.aae.prior=mixture"):
+    validate(c)
+  c = load_config("semi_aae_mnist")
+  c.aae.normal_class = 2
+  with pytest.raises(ValueError, match="normal_class=-1"):
+    validate(c)
+
+
+# --- End to end ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,fields", [("semi_aae_mnist", {}), ("aae_mnist", {"normal_class": 3})])
+def test_train_and_evaluate_aae_smoke(name, fields, tfds_dir, tmp_path):
+  c = load_config(name)
+  c.data.data_dir = tfds_dir
+  for k, v in fields.items():
+    c.aae[k] = v
+  workdir = tmp_path / "run"
+  trainer.train_and_evaluate(c, str(workdir))
+  last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+  assert {"train/reconstruction", "train/d_z_loss", "train/g_z_loss"} <= set(last)
+  results, folder = evaluation.evaluate(str(workdir))
+  assert results["method"] == c.method and results["parzen/num_samples"] == 500
+  assert np.isfinite(results["parzen/log_likelihood"]) and results["parzen/bandwidth"] > 0
+  if c.method == "semi_aae":
+    assert 0.0 <= results["classification/test_error"] <= 1.0 and "train/classification" in last
+    assert Image.open(f"{folder}/samples_by_class.png").size[1] > 100   # 10 rows, one per class
+  else:
+    assert results["anomaly/normal_class"] == 3
+    assert 0.0 <= results["anomaly/roc_auc_reconstruction"] <= 1.0
+    assert 0.0 <= results["anomaly/roc_auc_combined"] <= 1.0
+  for figure in ("samples", "reconstructions", "latent"):
+    assert Image.open(f"{folder}/{figure}.png").size[0] > 100
