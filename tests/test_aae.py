@@ -115,12 +115,12 @@ def test_the_discriminator_phase_does_not_move_the_encoder_and_the_generator_pha
   # No gradient reaches the encoder through the discriminator's loss (its codes are constants).
   g = jax.grad(lambda e: d_loss({**p, "encoder": e})[0])(p["encoder"])
   assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g))
-  p_d, o_d, *_ = aae._phase(d_loss, "discriminator", "discriminator", optimizers, p, o)  # pylint: disable=protected-access
+  p_d, o_d, *_ = aae._phase(d_loss, ("discriminator",), optimizers, p, o)  # pylint: disable=protected-access
   assert _changed(p_d["discriminator"], p["discriminator"])
   assert not _changed(p_d["encoder"], p["encoder"]) and not _changed(p_d["decoder"], p["decoder"])
   assert not _changed(o_d["generator"], o["generator"]) and not _changed(o_d["encoder"], o["encoder"])
   g_loss = lambda q: aae.generator_loss(models, c, q, x, labels)  # noqa: E731
-  p_g, o_g, *_ = aae._phase(g_loss, "encoder", "generator", optimizers, p, o)  # pylint: disable=protected-access
+  p_g, o_g, *_ = aae._phase(g_loss, ("generator",), optimizers, p, o)  # pylint: disable=protected-access
   assert _changed(p_g["encoder"], p["encoder"]) and _changed(o_g["generator"], o["generator"])
   assert not _changed(p_g["discriminator"], p["discriminator"]) and not _changed(o_g["encoder"], o["encoder"])
 

@@ -207,14 +207,22 @@ def classification_loss(models, params: Params, x: jax.Array, labels: jax.Array)
   return ce, {"classification": ce, "labelled_accuracy": accuracy}
 
 
-def _phase(loss_fn: Callable, network: str, optimizer: str, optimizers, params: Params, opt_state: Params):
-  """Differentiates ``loss_fn(params)`` with respect to ``params[network]`` only and applies
-  ``optimizers[optimizer]``; returns (params, opt_state, loss, terms, grads)."""
-  def of_network(tree):
-    return loss_fn({**params, network: tree})
-  (loss, terms), grads = jax.value_and_grad(of_network, has_aux=True)(params[network])
-  new, new_opt = common.optimizer_step(optimizers[optimizer], grads, opt_state[optimizer], params[network])
-  return {**params, network: new}, {**opt_state, optimizer: new_opt}, loss, terms, grads
+def _phase(loss_fn: Callable, phase_optimizers: tuple[str, ...], optimizers, params: Params, opt_state: Params):
+  """One phase: differentiates ``loss_fn(params)`` with respect to the networks that
+  ``phase_optimizers`` update (``_TARGET``) only, and applies those optimizers.
+
+  Returns:
+    (params, opt_state, loss, terms, grads): the trees after the phase, its loss and terms,
+    and the gradients {network: tree} that it applied.
+  """
+  networks = {name: _TARGET[name] for name in phase_optimizers}
+  (loss, terms), grads = jax.value_and_grad(
+      lambda trees: loss_fn({**params, **trees}), has_aux=True)({n: params[n] for n in networks.values()})
+  params, opt_state = dict(params), dict(opt_state)
+  for name, network in networks.items():
+    params[network], opt_state[name] = common.optimizer_step(optimizers[name], grads[network], opt_state[name],
+                                                             params[network])
+  return params, opt_state, loss, terms, grads
 
 
 def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Module],
@@ -237,31 +245,21 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
     params, opt_state = state.params, state.opt_state
     checked, terms = [], {}
 
-    def run(loss_fn, network, optimizer):
+    def run(loss_fn, phase_optimizers):
       nonlocal params, opt_state
-      params, opt_state, loss, phase_terms, grads = _phase(loss_fn, network, optimizer, optimizers, params, opt_state)
+      params, opt_state, loss, phase_terms, grads = _phase(loss_fn, phase_optimizers, optimizers, params, opt_state)
       checked.append((loss, grads))
       terms.update(phase_terms)
 
-    # 1. Reconstruction: encoder and decoder together, one gradient each from the same loss.
-    (_, rec_terms), grads = jax.value_and_grad(
-        lambda p: reconstruction_loss(models, {**params, **p}, x), has_aux=True)(
-            {"encoder": params["encoder"], "decoder": params["decoder"]})
-    checked.append((rec_terms, grads))
-    terms.update(rec_terms)
-    new_params, new_opt = dict(params), dict(opt_state)
-    for name in ("encoder", "decoder"):
-      new_params[name], new_opt[name] = common.optimizer_step(optimizers[name], grads[name], opt_state[name],
-                                                              params[name])
-    params, opt_state = new_params, new_opt
+    # 1. Reconstruction: encoder and decoder, each with its own optimizer, from the same loss.
+    run(lambda p: reconstruction_loss(models, p, x), ("encoder", "decoder"))
     # 2. Regularisation: the discriminators, then the encoder as their generator.
-    run(lambda p: discriminator_loss(models, config, p, x, labels, key), "discriminator", "discriminator")
-    run(lambda p: generator_loss(models, config, p, x, labels), "encoder", "generator")
+    run(lambda p: discriminator_loss(models, config, p, x, labels, key), ("discriminator",))
+    run(lambda p: generator_loss(models, config, p, x, labels), ("generator",))
     # 3. Semi-supervised classification on the labelled subset.
     if semi:
       xl = images_to_float(batch["labelled_image"])
-      run(lambda p: classification_loss(models, p, xl, batch["labelled_label"].astype(jnp.int32)),
-          "encoder", "classifier")
+      run(lambda p: classification_loss(models, p, xl, batch["labelled_label"].astype(jnp.int32)), ("classifier",))
     new_state, health = common.commit(state, common.all_finite(checked), params, opt_state, state.batch_stats)
     metrics = {f"train/{k}": v for k, v in terms.items()}
     metrics.update(health)
