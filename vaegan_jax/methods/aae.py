@@ -263,8 +263,7 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
     new_state, health = common.commit(state, common.all_finite(checked), params, opt_state, state.batch_stats)
     metrics = {f"train/{k}": v for k, v in terms.items()}
     metrics.update(health)
-    for name, schedule in (schedules or {}).items():
-      metrics[f"train/lr_{name}"] = jnp.asarray(schedule(state.step), jnp.float32)
+    metrics.update(common.learning_rates(schedules, state.step))
     return new_state, metrics
 
   return train_step

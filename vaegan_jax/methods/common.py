@@ -131,6 +131,11 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
+def learning_rates(schedules: dict[str, optax.Schedule] | None, step: jax.Array) -> dict[str, jax.Array]:
+  """{"train/lr_<optimizer>": f32[] rate at ``step``} for the logged metrics."""
+  return {f"train/lr_{name}": jnp.asarray(schedule(step), jnp.float32) for name, schedule in (schedules or {}).items()}
+
+
 def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
   """One optax update: ``(new_params, new_opt_state)``."""
   updates, new_opt_state = tx.update(grads, opt_state, params)

@@ -207,8 +207,7 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
       metrics["train/update_decoder"] = masks["decoder"] * finite
       metrics["train/update_discriminator"] = masks["discriminator"] * finite
     metrics.update(health)
-    for name, schedule in (schedules or {}).items():
-      metrics[f"train/lr_{name}"] = jnp.asarray(schedule(state.step), jnp.float32)
+    metrics.update(common.learning_rates(schedules, state.step))
     return new_state, metrics
 
   return train_step
