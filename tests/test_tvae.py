@@ -1,9 +1,6 @@
 """TVAE: the triplet loss, the triplet sampler, triplet accuracy, the step, train.py + eval.py."""
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, load_config
-from vaegan_jax import evaluation, losses, metrics
+from tests.conftest import load_config
+from vaegan_jax import evaluation, losses, metrics, trainer
 from vaegan_jax.config import base_config, smoke, tvae, validate
 from vaegan_jax.data import pipeline, triplets
 from vaegan_jax.methods import common
@@ -166,13 +163,13 @@ def test_the_triplet_term_trains_the_encoder_only_and_lowers_the_triplet_loss():
 
 # --- train.py + eval.py -----------------------------------------------------------------------------
 
-def test_train_and_eval_py_tvae_smoke(tfds_dir, tmp_path):
-  env = {**os.environ, "TFDS_DATA_DIR": tfds_dir, "VAEGAN_CACHE_DIR": str(tmp_path / "cache")}
+def test_train_and_evaluate_tvae_smoke(tfds_dir, tmp_path):
+  # In process (train.py and eval.py themselves are covered by test_train_e2e).
+  c = load_config("tvae_mnist")
+  c.data.data_dir = tfds_dir
   workdir = tmp_path / "tvae"
-  for args in (["train.py", "--config", "configs/tvae_mnist.py:smoke", "--workdir", str(workdir)],
-               ["eval.py", "--workdir", str(workdir)]):
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
+  trainer.train_and_evaluate(c, str(workdir))
+  evaluation.evaluate(str(workdir))
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert all(k in lines[-1] for k in ("train/triplet", "train/kl", "train/llike", "train/triplet_active"))
   results = json.loads((workdir / "eval" / "6" / "metrics.json").read_text())
