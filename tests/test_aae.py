@@ -241,7 +241,11 @@ def test_semi_supervised_batches_draw_from_the_subset_and_resume_exactly(tfds_di
   assert set(one_class) == {"image", "label"} and np.all(one_class["label"] == 3)
 
 
-def test_bad_aae_configs_are_refused_with_the_fix():
+def test_bad_aae_configs_are_refused_with_the_fix(tfds_dir):
+  c = load_config("aae_mnist")
+  c.data.data_dir, c.data.validation_split = tfds_dir, "valid"    # checked before training, not at eval
+  with pytest.raises(ValueError, match="no split 'valid'.*validation_split"):
+    trainer.setup(c)
   c = load_config("aae_mnist")
   c.aae.prior, c.model.latent_dim = "mixture", 3
   with pytest.raises(ValueError, match="latent_dim=3 must be even"):

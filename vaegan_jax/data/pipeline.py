@@ -105,15 +105,15 @@ def check_raw_files(name: str, folder: str | None) -> None:
 
 
 def _check_readable(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> None:
-  """Reads the first and last example of the train and eval splits (a truncated file fails here)."""
-  for split in (config.data.train_split, config.data.eval_split):
+  """Reads the first and last example of the train, eval and validation splits (a truncated file fails here)."""
+  for split in filter(None, (config.data.train_split, config.data.eval_split, config.data.validation_split)):
     try:
       source = builder.as_data_source(split=split)
       source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
     except Exception as e:  # pylint: disable=broad-except  # tfds/array_record raise many types
       if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
         raise ValueError(f"{config.data.name} has no split {split!r} (it has {list(builder.info.splits)}): "
-                         "set --config.data.train_split / --config.data.eval_split") from e
+                         "set --config.data.train_split / eval_split / validation_split") from e
       raise DataError(
           f"the prepared {config.data.name} data in {builder.data_dir} cannot be read ({type(e).__name__}: "
           f"{str(e)[:200]}). Delete that folder and run again to prepare it anew from the raw files.") from e
