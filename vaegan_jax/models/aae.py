@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaegan_jax.models.mlp import relu_layers
+
 
 class AAEEncoder(nn.Module):
   """Deterministic q(z|x), and with ``num_classes > 0`` also q(y|x): flattened images -> (z, y logits).
@@ -38,9 +40,7 @@ class AAEEncoder(nn.Module):
       (z, y_logits): f32[batch, latent_dim] codes and f32[batch, num_classes] class logits
       (f32[batch, 0] when ``num_classes == 0``).
     """
-    h = x.reshape(x.shape[0], -1).astype(self.dtype)
-    for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    h = relu_layers(x.reshape(x.shape[0], -1).astype(self.dtype), self.hidden, self.dtype)
     z = nn.Dense(self.latent_dim, dtype=self.dtype, name="z")(h).astype(jnp.float32)
     if not self.num_classes:
       return z, jnp.zeros((x.shape[0], 0), jnp.float32)
@@ -61,9 +61,7 @@ class LatentDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, v: jax.Array, train: bool) -> jax.Array:  # pylint: disable=unused-argument
     """f32[batch, features] -> f32[batch] logits (sigmoid = probability of "drawn from the prior")."""
-    h = v.astype(self.dtype)
-    for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    h = relu_layers(v.astype(self.dtype), self.hidden, self.dtype)
     return nn.Dense(1, dtype=self.dtype, name="logit")(h)[:, 0].astype(jnp.float32)
 
 

@@ -14,6 +14,14 @@ import jax
 import jax.numpy as jnp
 
 
+def relu_layers(h: jax.Array, widths: Sequence[int], dtype: Any) -> jax.Array:
+  """``nn.Dense(width)`` then ReLU for each width, called inside a module's ``nn.compact``
+  ``__call__`` (the layers are that module's ``Dense_0``, ``Dense_1``, ...)."""
+  for width in widths:
+    h = nn.relu(nn.Dense(width, dtype=dtype)(h))
+  return h
+
+
 class MLPEncoder(nn.Module):
   """q(z|x): flattened images -> (mu, logvar) through ``hidden`` ReLU layers.
 
@@ -30,9 +38,7 @@ class MLPEncoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:  # pylint: disable=unused-argument
     """Encodes f32[batch, h, w, c] images in [-1, 1] into (mu, logvar), each f32[batch, latent_dim]."""
-    h = x.reshape(x.shape[0], -1).astype(self.dtype)
-    for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    h = relu_layers(x.reshape(x.shape[0], -1).astype(self.dtype), self.hidden, self.dtype)
     mu = nn.Dense(self.latent_dim, dtype=self.dtype, name="mu")(h)
     logvar = nn.Dense(self.latent_dim, dtype=self.dtype, name="logvar")(h)
     return mu.astype(jnp.float32), logvar.astype(jnp.float32)
@@ -54,8 +60,6 @@ class MLPDecoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:  # pylint: disable=unused-argument
     """Decodes f32[batch, latent] into f32[batch, h, w, c] logits (sigmoid gives pixel means in [0, 1])."""
-    h = z.astype(self.dtype)
-    for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    h = relu_layers(z.astype(self.dtype), self.hidden, self.dtype)
     logits = nn.Dense(math.prod(self.image_shape), dtype=self.dtype, name="logits")(h)
     return logits.reshape(z.shape[0], *self.image_shape).astype(jnp.float32)
