@@ -12,11 +12,13 @@ import json
 
 import ml_collections
 
-METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae")
+METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae", "mlvae")
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
 LLIKES = ("dis_l", "pixel", "bernoulli")
 OPTIMIZERS = ("rmsprop", "adam")
 PRIORS = ("gaussian", "mixture")
+MLVAE_NETWORKS = ("mlp", "conv")
+GROUP_FEATURES = ("label", "identity")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 DTYPES = ("float32", "bfloat16")
 
@@ -31,7 +33,7 @@ def _optimizer() -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   """Every key the framework reads, with VAE/GAN defaults (64x64 CelebA widths)."""
   c = ml_collections.ConfigDict()
-  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae, aae, semi_aae
+  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae, aae, semi_aae, mlvae
   c.method = "vaegan"
   c.seed = 0
 
@@ -79,6 +81,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.aae.condition_on_label = False  # feed the one-hot label to D_z: class k -> component k
   c.aae.num_labels = 100       # semi_aae: labelled training examples, balanced over classes
   c.aae.normal_class = -1      # aae anomaly detection: train on this class only (-1 = all)
+
+  # ML-VAE (Bouchacourt et al. 2018): groups of group_size examples sharing group_by; each image
+  # has a style latent, each group one content latent accumulated over its members.
+  c.mlvae = ml_collections.ConfigDict()
+  c.mlvae.group_by = "label"   # one of GROUP_FEATURES: MNIST's digit, or CelebA's "identity"
+  c.mlvae.group_size = 16      # examples per group (train.batch_size counts images)
+  c.mlvae.style_dim = 10
+  c.mlvae.content_dim = 10
+  c.mlvae.networks = "mlp"     # one of MLVAE_NETWORKS: model.mlp_hidden MLPs, or Larsen's conv nets
 
   c.balance = ml_collections.ConfigDict()
   c.balance.enabled = True
@@ -221,6 +232,57 @@ def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) 
   return c
 
 
+def mlvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
+  """ML-VAE (Bouchacourt et al. 2018; ../shared/MODELS.md sec. 3) on ``dataset``.
+
+  mnist: groups of 16 digits of one class, the public port's MLP (one hidden layer of 500;
+  ReLU rather than its tanh, as every MLP of this project), style 10, content 10, a
+  Bernoulli decoder, Adam 1e-3, batch 256 images (16 groups), 30 epochs.
+
+  celeba64: groups of 10 faces of one identity (152 training identities; the 22 test
+  identities are unseen), Larsen et al.'s 64x64 convolutional encoder and decoder at half
+  width (2 CPU cores train it; widen on an accelerator), style 64, content 64, a Gaussian
+  pixel likelihood (std 0.1 on [-1, 1]), Adam 1e-3 (beta1 0.5), batch 80 (8 groups).
+  """
+  c.method = "mlvae"
+  c.data.name = dataset
+  for name in ("encoder", "decoder"):
+    o = c.optim[name]
+    o.optimizer = "adam"
+    o.learning_rate = 1e-3
+    o.decay_per_epoch = 1.0
+    o.min_learning_rate = 0.0
+    o.weight_decay = 0.0
+  if dataset == "celeba64":
+    c.mlvae.group_by = "identity"
+    c.mlvae.group_size = 10
+    c.mlvae.style_dim = 64
+    c.mlvae.content_dim = 64
+    c.mlvae.networks = "conv"
+    c.loss.llike = "pixel"
+    c.model.encoder_features = (32, 64, 128)
+    c.model.encoder_dense = 512
+    c.model.decoder_features = (128, 64, 16)
+    for name in ("encoder", "decoder"):
+      c.optim[name].adam_b1 = 0.5
+    c.train.batch_size = 80
+    c.train.num_steps = 57 * 100          # 100 epochs of 57 batches of 8 identities
+    c.train.log_every = 57
+    c.train.image_every = 570
+    c.checkpoint.every_steps = 570
+  else:
+    c.mlvae.group_by = "label"
+    c.mlvae.group_size = 16
+    c.loss.llike = "bernoulli"
+    c.model.mlp_hidden = (500,)
+    c.train.batch_size = 256
+    c.train.num_steps = 234 * 30          # 30 epochs of 60,000 digits
+    c.train.log_every = 117
+    c.train.image_every = 1170
+    c.checkpoint.every_steps = 1170
+  return c
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks ``c`` in place to tiny widths and a few steps (``configs/<x>.py:smoke``): for tests and CI."""
   c.model.latent_dim = 8
@@ -248,6 +310,12 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.mlp_hidden = (32, 32)
     c.eval.parzen_samples = 500
     c.eval.parzen_num_bandwidths = 4
+  if c.method == "mlvae":
+    c.model.mlp_hidden = (32,)
+    c.mlvae.style_dim = c.mlvae.content_dim = 4
+    c.mlvae.group_size = 4
+    if c.data.name != "celeba64":
+      c.data.name = "mnist5k"
   return c
 
 
@@ -287,10 +355,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   bernoulli = ("tvae", "aae", "semi_aae")
   if config.method in bernoulli and config.loss.llike != "bernoulli":
     raise ValueError(f"config.method={config.method!r} has a Bernoulli decoder: set --config.loss.llike=bernoulli")
-  if config.method not in bernoulli and config.loss.llike == "bernoulli":
+  if config.method not in bernoulli + ("mlvae",) and config.loss.llike == "bernoulli":
     raise ValueError(f"config.loss.llike='bernoulli' is the decoder of {bernoulli}; config.method={config.method!r} "
                      "uses dis_l (vaegan) or pixel (vae)")
   _validate_aae(config)
+  _validate_mlvae(config)
   if config.method == "vae" and config.loss.llike != "pixel":
     raise ValueError("config.method='vae' has no discriminator, so its likelihood is on pixels: "
                      "set --config.loss.llike=pixel")
@@ -352,6 +421,27 @@ def _validate_aae(config: ml_collections.ConfigDict) -> None:
                      "--config.aae.normal_class=-1")
   if not tuple(config.model.mlp_hidden):
     raise ValueError("config.model.mlp_hidden is empty: the AAE's networks need hidden layers, e.g. (1000, 1000)")
+
+
+def _validate_mlvae(config: ml_collections.ConfigDict) -> None:
+  m = config.mlvae
+  _check_choice(m.group_by, GROUP_FEATURES, "mlvae.group_by")
+  _check_choice(m.networks, MLVAE_NETWORKS, "mlvae.networks")
+  for key in ("group_size", "style_dim", "content_dim"):
+    _check(m[key] > 0, f"mlvae.{key}", m[key], "must be positive")
+  if config.method != "mlvae":
+    return
+  llike = {"mlp": "bernoulli", "conv": "pixel"}[m.networks]
+  if config.loss.llike != llike:
+    raise ValueError(f"config.mlvae.networks={m.networks!r} decodes with a {llike} likelihood (the MLP gives "
+                     "Bernoulli logits, the conv decoder tanh pixel means): set "
+                     f"--config.loss.llike={llike}")
+  if config.train.batch_size % m.group_size:
+    raise ValueError(f"config.train.batch_size={config.train.batch_size} (images) is not a whole number of groups "
+                     f"of config.mlvae.group_size={m.group_size}: set --config.train.batch_size to a multiple of "
+                     f"{m.group_size}")
+  if m.networks == "mlp" and not tuple(config.model.mlp_hidden):
+    raise ValueError("config.model.mlp_hidden is empty: the ML-VAE's MLPs need hidden layers, e.g. (500,)")
 
 
 def to_json(config: ml_collections.ConfigDict) -> dict:

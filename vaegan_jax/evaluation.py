@@ -450,6 +450,154 @@ def evaluate_aae(ctx: EvalContext) -> dict:
   return out
 
 
+MATCHING_GALLERY = (1, 2, 5, 10)   # ML-VAE: gallery images accumulated into each group's prototype
+
+
+def _mlvae_elbo(ctx: EvalContext, images_by_group: np.ndarray) -> dict:
+  """Means over u8[G, K, h, w, c] groups of ``mlvae.eval_step``'s terms (nats per image)."""
+  from vaegan_jax.methods import mlvae  # pylint: disable=import-outside-toplevel
+  step = jax.jit(functools.partial(mlvae.eval_step, ctx.run.models, ctx.config))
+  per_call = max(1, ctx.config.eval.batch_size // images_by_group.shape[1])
+  key = jax.random.key(ctx.config.seed)
+  sums, count = {}, 0
+  for i in range(0, len(images_by_group), per_call):
+    chunk = images_by_group[i:i + per_call]
+    for k, v in jax.device_get(step(ctx.state, chunk, jax.random.fold_in(key, i))).items():
+      sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+    count += len(chunk)
+  return {k: v / count for k, v in sums.items()}
+
+
+def _swap_grid(sources_style: np.ndarray, sources_content: np.ndarray, cells: np.ndarray) -> np.ndarray:
+  """(n+1) x (m+1) grid: content sources along the top, style sources down the left, cell (r, c)
+  the decoded swap; u8 inputs, the top-left corner blank."""
+  n, m = len(sources_style), len(sources_content)
+  blank = np.full((1, *cells.shape[1:]), 255, np.uint8)
+  rows = [np.concatenate([blank, sources_content])]
+  rows += [np.concatenate([sources_style[r:r + 1], cells[r * m:(r + 1) * m]]) for r in range(n)]
+  return images.make_grid(np.concatenate(rows), m + 1)
+
+
+def evaluate_mlvae(ctx: EvalContext) -> dict:
+  """Metrics and figures of an ML-VAE checkpoint (Bouchacourt et al. 2018, sec. 5).
+
+  Groups are formed by ``mlvae.group_by`` (digit, identity) on the test split.
+
+  * ``loss/elbo_grouped`` (+ ``llike``, ``kl_style``, ``kl_content`` per group): the test ELBO,
+    nats per image, of test groups of ``mlvae.group_size`` (``data.groups.eval_groups``),
+    content accumulated over each group; ``loss/elbo_single``: the same images each alone
+    (no accumulation). ``loss/pixel_mse``: reconstruction of single images.
+  * ``probe/content_accuracy``, ``probe/style_accuracy``: a logistic regression
+    (``metrics.linear_probe_accuracy``) fitted on the train split's single-image posterior
+    means reads the group label of test images from their content mean, and from their style
+    mean (content should be high, style near ``probe/chance``, the majority-class rate);
+    ``probe/content_accuracy_grouped``: the same content classifier on the content accumulated
+    over each test image's group. Only when the test groups occur in train (MNIST's digits).
+  * ``matching/content_accuracy_k{1,2,5,10}`` and ``matching/style_accuracy_k...``: per test
+    group, a prototype from k gallery images (their accumulated content; the mean of their
+    style means), and each of the group's other images (at most 100) matched to the nearest
+    prototype (``metrics.nearest_prototype_accuracy``); ``matching/chance`` = 1 / groups,
+    ``matching/unseen_groups`` = 1.0 when no test group occurs in train (CelebA identities).
+  * the sample and reconstruction quality scores of every method.
+
+  Figures: ``swap.png`` (row r, column c: Dec(style of the row image, content accumulated over
+  the column image's group)), ``accumulation.png`` (per row a test group's 10 gallery images,
+  then Dec(style of the first, content accumulated from 1, 2, 5, 10 of them)),
+  ``samples.png``, ``reconstructions.png`` and, with at most 10 groups, ``latent_content.png`` and
+  ``latent_style.png`` (PCA of the test means coloured by group).
+
+  Raises:
+    ValueError: the test split has fewer than two groups with ``group_size`` (and 11) images.
+  """
+  from vaegan_jax.data import groups  # pylint: disable=import-outside-toplevel
+  from vaegan_jax.methods import mlvae  # pylint: disable=import-outside-toplevel
+  c, state, models = ctx.config, ctx.state, ctx.run.models
+  bs, x, k = c.eval.batch_size, ctx.test["image"], c.mlvae.group_size
+  test_values = groups.group_values(ctx.test, c.mlvae.group_by, c.data.name)
+  train_values = groups.group_values(ctx.train, c.mlvae.group_by, c.data.name)
+  test_groups = groups.eval_groups(test_values, k, c.seed)
+  if len(test_groups) < 2:
+    raise ValueError(f"{c.data.name}:{c.data.eval_split} has fewer than two groups of {k}: evaluate on a larger "
+                     "split (--config.data.eval_split at training) or a smaller mlvae.group_size")
+  grouped = _mlvae_elbo(ctx, x[test_groups])
+  single = _mlvae_elbo(ctx, x[test_groups.reshape(-1, 1)])
+  out = {f"loss/{name}_grouped": v for name, v in grouped.items()}
+  out.update({f"loss/{name}_single": v for name, v in single.items()})
+  ctx.progress.update()
+
+  encode = jax.jit(lambda im: mlvae.encode(models, c, state, im))
+
+  def codes(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parts = [jax.device_get(encode(arrays[i:i + bs])) for i in range(0, len(arrays), bs)]
+    return tuple(np.concatenate([p[j][h] for p in parts]) for j, h in ((0, 0), (1, 0), (1, 1)))
+
+  style, content, content_logvar = codes(x)
+  accumulate = lambda idx: np.asarray(mlvae.product_of_gaussians(content[idx], content_logvar[idx], axis=1)[0])  # noqa: E731
+  if np.isin(test_values, train_values).all():
+    rng = np.random.default_rng(c.seed)
+    chosen = np.sort(rng.choice(len(train_values), min(len(train_values), 20_000), replace=False))
+    train_style, train_content, _ = codes(ctx.train["image"][chosen])
+    labels = train_values[chosen]
+    member_content = np.empty_like(content)
+    member_content[test_groups.reshape(-1)] = np.repeat(accumulate(test_groups), k, axis=0)
+    in_group = test_groups.reshape(-1)
+    out["probe/content_accuracy"] = metrics.linear_probe_accuracy(train_content, labels, content, test_values, c.seed)
+    out["probe/style_accuracy"] = metrics.linear_probe_accuracy(train_style, labels, style, test_values, c.seed)
+    out["probe/content_accuracy_grouped"] = metrics.linear_probe_accuracy(
+        train_content, labels, member_content[in_group], test_values[in_group], c.seed)
+    out["probe/chance"] = float(np.max(np.unique(test_values, return_counts=True)[1]) / len(test_values))
+  ctx.progress.update()
+
+  rng = np.random.default_rng(c.seed + 1)
+  gallery_size = max(MATCHING_GALLERY)
+  members = [rng.permutation(np.flatnonzero(test_values == v)) for v in np.unique(test_values)]
+  members = [m for m in members if len(m) > gallery_size]
+  if len(members) < 2:
+    raise ValueError(f"{c.data.name}:{c.data.eval_split} has fewer than two groups of more than {gallery_size} images "
+                     "to match queries against")
+  gallery = np.stack([m[:gallery_size] for m in members])
+  queries = np.concatenate([m[gallery_size:gallery_size + 100] for m in members])
+  query_labels = test_values[queries]
+  for n in MATCHING_GALLERY:
+    out[f"matching/content_accuracy_k{n}"] = metrics.nearest_prototype_accuracy(
+        content[queries], query_labels, accumulate(gallery[:, :n]), test_values[gallery[:, 0]])
+    out[f"matching/style_accuracy_k{n}"] = metrics.nearest_prototype_accuracy(
+        style[queries], query_labels, style[gallery[:, :n]].mean(1), test_values[gallery[:, 0]])
+  out["matching/chance"] = 1.0 / len(members)
+  out["matching/num_groups"] = float(len(members))
+  out["matching/unseen_groups"] = float(not np.isin(test_values, train_values).any())
+  ctx.progress.update()
+
+  decode = jax.jit(lambda s, cc: mlvae.decode(models, state, s, cc))
+  _, test_embedding = domain_classifier.predict(ctx.classifier, x, bs)
+  prior = np.asarray(mlvae.prior_sample(c, jax.random.key(c.seed + 2), len(x)))
+  samples = _batched(lambda z: decode(z[:, :c.mlvae.style_dim], z[:, c.mlvae.style_dim:]), prior, bs)
+  out.update(_quality(ctx, "samples", samples, test_embedding))
+  recon = np.concatenate([np.asarray(decode(style[i:i + bs], content[i:i + bs])) for i in range(0, len(x), bs)])
+  out.update(_quality(ctx, "reconstructions", recon, test_embedding))
+  out["loss/pixel_mse"] = float(np.mean(np.square(recon - (x.astype(np.float32) / 127.5 - 1.0))))
+  rows = c.train.num_image_rows
+  _save(ctx, "samples", images.make_grid(images.to_uint8(samples[:rows * rows]), rows))
+  n = rows * rows // 2
+  _save(ctx, "reconstructions", images.make_grid(images.interleave_rows(x[:n], images.to_uint8(recon[:n]), rows), rows))
+
+  shown = min(8, len(gallery))            # one group per column and per row, distinct values
+  column_groups, row_images = gallery[:shown], gallery[::-1][:shown, 1]
+  content_columns = accumulate(column_groups)
+  swap = decode(np.repeat(style[row_images], shown, axis=0), np.tile(content_columns, (shown, 1)))
+  _save(ctx, "swap", _swap_grid(x[row_images], x[column_groups[:, 0]], images.to_uint8(np.asarray(swap))))
+  steps = [decode(style[gallery[:shown, 0]], accumulate(gallery[:shown, :n])) for n in MATCHING_GALLERY]
+  decoded = images.to_uint8(np.stack([np.asarray(s) for s in steps], axis=1))   # [shown, 4, h, w, c]
+  panel = np.concatenate([x[gallery[:shown]], decoded], axis=1)
+  _save(ctx, "accumulation", images.make_grid(panel.reshape(-1, *x.shape[1:]), gallery_size + len(MATCHING_GALLERY)))
+  if len(np.unique(test_values)) <= 10:
+    for name, latents in (("content", content), ("style", style)):
+      latent_figure(latents, test_values, os.path.join(ctx.outdir, f"latent_{name}.png"),
+                    f"ML-VAE {name} means, {c.data.name} test, by {c.mlvae.group_by}")
+  ctx.progress.update()
+  return out
+
+
 # Method name -> evaluator. Later models register theirs here.
 EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
     "vaegan": evaluate_vaegan_family,
@@ -458,6 +606,7 @@ EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
     "tvae": evaluate_tvae,
     "aae": evaluate_aae,
     "semi_aae": evaluate_aae,
+    "mlvae": evaluate_mlvae,
 }
 _STAGES = 5  # progress-bar stages: data + classifier, then the evaluator's four
 
@@ -523,6 +672,15 @@ COMPARISON_ROWS = (
     ("triplet/accuracy", "triplet accuracy of test means"),
     ("parzen/log_likelihood", "Parzen log-likelihood of test (nats)"),
     ("classification/test_error", "test classification error"),
+    ("probe/content_accuracy", "group label from content (logistic reg.)"),
+    ("probe/content_accuracy_grouped", "group label from accumulated content"),
+    ("probe/style_accuracy", "group label from style (logistic reg.)"),
+    ("probe/chance", "group label: majority-class rate"),
+    ("matching/content_accuracy_k10", "matching from content, 10-image gallery"),
+    ("matching/style_accuracy_k10", "matching from style, 10-image gallery"),
+    ("matching/chance", "matching: chance"),
+    ("loss/elbo_grouped", "test ELBO, groups accumulated (nats/image)"),
+    ("loss/elbo_single", "test ELBO, images alone (nats/image)"),
     ("anomaly/normal_class", "anomaly detection: normal class"),
     ("anomaly/roc_auc_reconstruction", "ROC AUC, reconstruction error"),
     ("anomaly/roc_auc_combined", "ROC AUC, reconstruction + prior"),

@@ -1,4 +1,5 @@
-"""Evaluation metrics: sample quality, sharpness, triplet accuracy, Parzen log-likelihood, ROC AUC.
+"""Evaluation metrics: sample quality, sharpness, triplet accuracy, Parzen log-likelihood, ROC AUC,
+linear probes and nearest-prototype matching of latents.
 
 These run on the host (float64) over a few thousand feature vectors at most, after the
 networks have done their work on the device; nothing here is differentiated. The exception
@@ -264,3 +265,62 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
   if positive.all() or not positive.any():
     raise ValueError("ROC AUC needs both normal and anomalous examples")
   return float(roc_auc_score(positive, np.asarray(scores, np.float64)))
+
+
+def linear_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                          test_labels: np.ndarray, seed: int = 0) -> float:
+  """Test accuracy of a multinomial logistic regression fitted on standardised train features.
+
+  ML-VAE's disentanglement measure (Bouchacourt et al. 2018, sec. 5; ../shared/MODELS.md
+  sec. 3): a classifier reading the group label (the digit) from the content latent should
+  score high, from the style latent near chance. scikit-learn's ``LogisticRegression``
+  (lbfgs, L2, C = 1), features standardised with the train split's mean and std.
+
+  Args:
+    train_features, test_features: f[n, d] latents (posterior means).
+    train_labels, test_labels: int[n] group labels; the test labels must occur in train.
+
+  Returns:
+    A float in [0, 1].
+
+  Raises:
+    ValueError: mismatched lengths, fewer than two train classes, or test labels unseen in train.
+  """
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
+  from sklearn.pipeline import make_pipeline  # pylint: disable=import-outside-toplevel
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=import-outside-toplevel
+  if len(train_features) != len(train_labels) or len(test_features) != len(test_labels):
+    raise ValueError("features and labels must have the same length")
+  if len(np.unique(train_labels)) < 2:
+    raise ValueError("a linear probe needs at least two classes in train")
+  unseen = np.setdiff1d(test_labels, train_labels)
+  if len(unseen):
+    raise ValueError(f"test labels {unseen[:5].tolist()} never occur in train: a classifier cannot predict them")
+  probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+  probe.fit(np.asarray(train_features, np.float64), train_labels)
+  return float(probe.score(np.asarray(test_features, np.float64), test_labels))
+
+
+def nearest_prototype_accuracy(queries: np.ndarray, query_labels: np.ndarray, prototypes: np.ndarray,
+                               prototype_labels: np.ndarray) -> float:
+  """Fraction of queries whose nearest prototype (Euclidean) has the query's label.
+
+  Identity matching on unseen groups: a prototype per held-out group (ML-VAE: its content
+  accumulated over a few gallery images), each query image matched to the closest one; chance
+  is 1 / number of prototypes. Ties go to the first prototype.
+
+  Args:
+    queries: f[m, d]; query_labels: int[m].
+    prototypes: f[p, d]; prototype_labels: int[p].
+
+  Returns:
+    A float in [0, 1].
+
+  Raises:
+    ValueError: no queries or prototypes, or mismatched dimensions.
+  """
+  q, p = np.asarray(queries, np.float64), np.asarray(prototypes, np.float64)
+  if q.ndim != 2 or p.ndim != 2 or not len(q) or not len(p) or q.shape[1] != p.shape[1]:
+    raise ValueError(f"expected queries [m, d] and prototypes [p, d] with m, p >= 1, got {q.shape} and {p.shape}")
+  distances = np.sum(q ** 2, 1)[:, None] - 2.0 * q @ p.T + np.sum(p ** 2, 1)[None]
+  return float(np.mean(np.asarray(prototype_labels)[np.argmin(distances, 1)] == np.asarray(query_labels)))

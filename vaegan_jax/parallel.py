@@ -22,13 +22,23 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def check_batch_size(global_batch: int, mesh: Mesh) -> None:
-  """Raises ValueError unless ``global_batch`` splits evenly over the mesh's devices."""
+def check_batch_size(global_batch: int, mesh: Mesh, group_size: int = 1) -> None:
+  """Raises ValueError unless ``global_batch`` splits evenly over the mesh's devices.
+
+  Args:
+    global_batch: ``config.train.batch_size``.
+    mesh: the data mesh.
+    group_size: images that must stay on one device (ML-VAE's groups); the batch's leading,
+      sharded axis then holds ``global_batch / group_size`` groups.
+  """
   n = mesh.devices.size
-  if global_batch % n:
+  rows, unit = global_batch // group_size, n * group_size
+  if global_batch % group_size or rows % n:
+    what = f"global batch size {global_batch}" + (f" ({global_batch / group_size:g} groups of {group_size})"
+                                                  if group_size > 1 else "")
     raise ValueError(
-        f"global batch size {global_batch} is not divisible by the {n} devices of the mesh; "
-        f"set --config.train.batch_size to a multiple of {n} (e.g. {max(n, global_batch // n * n)})")
+        f"{what} is not divisible by the {n} devices of the mesh; "
+        f"set --config.train.batch_size to a multiple of {unit} (e.g. {max(unit, global_batch // unit * unit)})")
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -72,12 +72,13 @@ def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
   config_lib.validate(config)
   info = data.dataset_info(config)
   mesh = parallel.make_mesh(devices)
-  parallel.check_batch_size(config.train.batch_size, mesh)
+  method = methods.get(config.method)
+  group_size = method.batch_group_size(config) if hasattr(method, "batch_group_size") else 1
+  parallel.check_batch_size(config.train.batch_size, mesh, group_size)
   if config.train.batch_size > info.num_train:
     raise ValueError(f"config.train.batch_size={config.train.batch_size} exceeds the {info.num_train} training "
                      f"examples of {config.data.name}: set --config.train.batch_size to at most {info.num_train}")
   steps_per_epoch = max(1, info.num_train // config.train.batch_size)
-  method = methods.get(config.method)
   models = method.build_models(config, info.image_shape)
   optimizers = method.make_optimizers(config, steps_per_epoch)  # keyed by their config.optim section
   schedules = {name: method.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in optimizers}

@@ -88,14 +88,15 @@ def images_to_float(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 127.5 - 1.0
 
 
-def _init_inputs(config, image_shape: Sequence[int], batch: int = 2):
+def _init_inputs(image_shape: Sequence[int], latent_dim: int, batch: int = 2):
   x = jnp.zeros((batch, *image_shape), jnp.float32)
-  z = jnp.zeros((batch, config.model.latent_dim), jnp.float32)
+  z = jnp.zeros((batch, latent_dim), jnp.float32)
   return {"encoder": x, "decoder": z, "discriminator": x}
 
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models: dict[str, nn.Module],
-                       optimizers: dict[str, optax.GradientTransformation]) -> TrainState:
+                       optimizers: dict[str, optax.GradientTransformation],
+                       latent_dim: int | None = None) -> TrainState:
   """Initialises every network and optimizer.
 
   Args:
@@ -103,12 +104,13 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models
     config: a validated config.
     models: from ``build_models``.
     optimizers: from ``make_optimizers``.
+    latent_dim: the decoder's input size (default ``config.model.latent_dim``).
 
   Returns:
     A ``TrainState`` at step 0. Use under ``jax.eval_shape`` for an abstract state.
   """
   image_shape = models["decoder"].image_shape
-  inputs = _init_inputs(config, image_shape)
+  inputs = _init_inputs(image_shape, config.model.latent_dim if latent_dim is None else latent_dim)
   init_key, run_key = jax.random.split(rng)
   params, batch_stats, opt_state = {}, {}, {}
   for i, (name, model) in enumerate(models.items()):
