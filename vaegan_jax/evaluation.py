@@ -158,19 +158,23 @@ def _quality(ctx: EvalContext, name: str, generated: np.ndarray, test_embedding:
           f"{name}/sharpness_ratio": metrics.sharpness_ratio(generated, ctx.test["image"])}
 
 
-def _loss_terms(ctx: EvalContext) -> dict:
-  """Test-split means of the method's ``eval_step`` terms, plus the ELBOs they make."""
+def _mean_terms(ctx: EvalContext, inputs: np.ndarray, per_call: int) -> dict[str, float]:
+  """Means over ``inputs`` (along the first axis: images, or ML-VAE's groups) of the method's
+  ``eval_step`` terms, ``per_call`` rows per device call, each call with its own key."""
   step = jax.jit(functools.partial(ctx.run.method.eval_step, ctx.run.models, ctx.config))
-  x, bs = ctx.test["image"], ctx.config.eval.batch_size
   key = jax.random.key(ctx.config.seed)
   sums, count = {}, 0
-  for i in range(0, len(x), bs):
-    chunk = x[i:i + bs]
-    terms = jax.device_get(step(ctx.state, chunk, jax.random.fold_in(key, i)))
-    for k, v in terms.items():
+  for i in range(0, len(inputs), per_call):
+    chunk = inputs[i:i + per_call]
+    for k, v in jax.device_get(step(ctx.state, chunk, jax.random.fold_in(key, i))).items():
       sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
     count += len(chunk)
-  out = {f"loss/{k}": v / count for k, v in sums.items()}
+  return {k: v / count for k, v in sums.items()}
+
+
+def _loss_terms(ctx: EvalContext) -> dict:
+  """Test-split means of the method's ``eval_step`` terms, plus the ELBOs they make."""
+  out = {f"loss/{k}": v for k, v in _mean_terms(ctx, ctx.test["image"], ctx.config.eval.batch_size).items()}
   if "loss/kl" in out:
     # The model's own bound (llike on Dis_l features for VAE/GAN, on pixels for the VAE), and the
     # bound of the same decoder read as a Gaussian pixel model (comparable across models).
@@ -453,21 +457,6 @@ def evaluate_aae(ctx: EvalContext) -> dict:
 MATCHING_GALLERY = (1, 2, 5, 10)   # ML-VAE: gallery images accumulated into each group's prototype
 
 
-def _mlvae_elbo(ctx: EvalContext, images_by_group: np.ndarray) -> dict:
-  """Means over u8[G, K, h, w, c] groups of ``mlvae.eval_step``'s terms (nats per image)."""
-  from vaegan_jax.methods import mlvae  # pylint: disable=import-outside-toplevel
-  step = jax.jit(functools.partial(mlvae.eval_step, ctx.run.models, ctx.config))
-  per_call = max(1, ctx.config.eval.batch_size // images_by_group.shape[1])
-  key = jax.random.key(ctx.config.seed)
-  sums, count = {}, 0
-  for i in range(0, len(images_by_group), per_call):
-    chunk = images_by_group[i:i + per_call]
-    for k, v in jax.device_get(step(ctx.state, chunk, jax.random.fold_in(key, i))).items():
-      sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
-    count += len(chunk)
-  return {k: v / count for k, v in sums.items()}
-
-
 def _swap_grid(sources_style: np.ndarray, sources_content: np.ndarray, cells: np.ndarray) -> np.ndarray:
   """(n+1) x (m+1) grid: content sources along the top, style sources down the left, cell (r, c)
   the decoded swap; u8 inputs, the top-left corner blank."""
@@ -519,8 +508,8 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
   if len(test_groups) < 2:
     raise ValueError(f"{c.data.name}:{c.data.eval_split} has fewer than two groups of {k}: evaluate on a larger "
                      "split (--config.data.eval_split at training) or a smaller mlvae.group_size")
-  grouped = _mlvae_elbo(ctx, x[test_groups])
-  single = _mlvae_elbo(ctx, x[test_groups.reshape(-1, 1)])
+  grouped = _mean_terms(ctx, x[test_groups], max(1, bs // k))       # u8[G, K, h, w, c]
+  single = _mean_terms(ctx, x[test_groups.reshape(-1, 1)], bs)     # the same images, groups of one
   out = {f"loss/{name}_grouped": v for name, v in grouped.items()}
   out.update({f"loss/{name}_single": v for name, v in single.items()})
   ctx.progress.update()
