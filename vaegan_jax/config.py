@@ -164,6 +164,19 @@ def celeba64(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def constant_adam(c: ml_collections.ConfigDict, optimizers: tuple[str, ...], learning_rate: float = 1e-3) -> None:
+  """Sets ``config.optim.<name>`` of each of ``optimizers`` to Adam at a constant ``learning_rate``
+  with no weight decay: the setting of the VAE (Kingma & Welling) that TVAE, the AAE and ML-VAE
+  build on, unlike VAE/GAN's decayed RMSProp."""
+  for name in optimizers:
+    o = c.optim[name]
+    o.optimizer = "adam"
+    o.learning_rate = learning_rate
+    o.decay_per_epoch = 1.0
+    o.min_learning_rate = 0.0
+    o.weight_decay = 0.0
+
+
 def tvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
   """The TVAE run of Ishfaq et al. 2018 on ``dataset`` (mnist, fashion_mnist): the 784-400-20
   Bernoulli VAE, Adam 1e-3, batch 128 triplets, margin 0.2, 0.001 * ||mu|| (../shared/MODELS.md
@@ -177,12 +190,7 @@ def tvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDic
   c.loss.triplet_weight = 50.0
   c.model.latent_dim = 20
   c.model.mlp_hidden = (400,)
-  for name in ("encoder", "decoder"):
-    c.optim[name].optimizer = "adam"
-    c.optim[name].learning_rate = 1e-3
-    c.optim[name].decay_per_epoch = 1.0   # constant, as in the script
-    c.optim[name].min_learning_rate = 0.0
-    c.optim[name].weight_decay = 0.0
+  constant_adam(c, ("encoder", "decoder"))   # as in the script
   c.train.batch_size = 128                 # triplets per step (384 images)
   c.train.num_steps = 468 * 20
   c.train.log_every = 100
@@ -213,14 +221,7 @@ def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) 
   c.loss.llike = "bernoulli"
   c.model.latent_dim = latent_dim
   c.model.mlp_hidden = (1000, 1000)
-  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
-    o = c.optim[name]
-    o.optimizer = "adam"
-    o.learning_rate = 1e-3
-    o.decay_per_epoch = 1.0
-    o.min_learning_rate = 0.0
-    o.weight_decay = 0.0
-    o.eps = 1e-8
+  constant_adam(c, ("encoder", "decoder", "discriminator", "generator", "classifier"))
   for name in ("discriminator", "generator"):
     c.optim[name].adam_b1 = 0.5          # the GAN setting for both adversarial phases
     c.optim[name].learning_rate = 1e-3 if method == "semi_aae" else 1e-4
@@ -247,13 +248,7 @@ def mlvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDi
   """
   c.method = "mlvae"
   c.data.name = dataset
-  for name in ("encoder", "decoder"):
-    o = c.optim[name]
-    o.optimizer = "adam"
-    o.learning_rate = 1e-3
-    o.decay_per_epoch = 1.0
-    o.min_learning_rate = 0.0
-    o.weight_decay = 0.0
+  constant_adam(c, ("encoder", "decoder"))
   if dataset == "celeba64":
     c.mlvae.group_by = "identity"
     c.mlvae.group_size = 10

@@ -239,7 +239,7 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
   semi = config.method == "semi_aae"
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    key = common.step_key(state)
     x = images_to_float(batch["image"])
     labels = batch["label"].astype(jnp.int32)
     params, opt_state = state.params, state.opt_state

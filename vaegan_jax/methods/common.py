@@ -170,6 +170,35 @@ def commit(state: TrainState, finite: jax.Array, params: Params, opt_state: Para
   return new_state, metrics
 
 
+def step_key(state: TrainState) -> jax.Array:
+  """The typed PRNG key of the step ``state.step`` (``fold_in`` of the run's key: nothing to advance)."""
+  return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+def minimise(state: TrainState, loss_fn, optimizers: dict[str, optax.GradientTransformation],
+             schedules: dict[str, optax.Schedule] | None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One step of a method whose networks all minimise one loss (TVAE, ML-VAE).
+
+  Args:
+    state: the state before the step.
+    loss_fn: ``params -> (loss, (terms, new_batch_stats))``: the f32 scalar, a dict of f32
+      scalars to log, and the BatchNorm statistics after the forward pass.
+    optimizers: {network: optax transformation}.
+    schedules: {optimizer: learning-rate schedule} for the logged rates, or None.
+
+  Returns:
+    (new_state, metrics): as ``apply_updates``; metrics hold ``train/<term>``, ``train/loss``,
+    the non-finite counters and ``train/lr_<optimizer>``.
+  """
+  (loss, (terms, new_batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state, health = apply_updates(state, grads, optimizers, loss, new_batch_stats)
+  metrics = {f"train/{name}": value for name, value in terms.items()}
+  metrics["train/loss"] = loss
+  metrics.update(health)
+  metrics.update(learning_rates(schedules, state.step))
+  return new_state, metrics
+
+
 def apply_updates(state: TrainState, grads: Params, optimizers: dict[str, optax.GradientTransformation],
                   losses_to_check: Any, new_batch_stats: Params,
                   gates: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, jax.Array]]:

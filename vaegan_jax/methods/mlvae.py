@@ -196,16 +196,9 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
   counters and each network's learning rate.
   """
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    images = images_to_float(batch["image"])
-    (loss, (terms, new_stats)), grads = jax.value_and_grad(
-        lambda p: compute_losses(models, config, p, state.batch_stats, images, key), has_aux=True)(state.params)
-    new_state, health = common.apply_updates(state, grads, optimizers, loss, new_stats)
-    metrics = {f"train/{name}": v for name, v in terms.items()}
-    metrics["train/loss"] = loss
-    metrics.update(health)
-    metrics.update(common.learning_rates(schedules, state.step))
-    return new_state, metrics
+    images, key = images_to_float(batch["image"]), common.step_key(state)
+    return common.minimise(
+        state, lambda p: compute_losses(models, config, p, state.batch_stats, images, key), optimizers, schedules)
 
   return train_step
 

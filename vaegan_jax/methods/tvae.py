@@ -98,16 +98,14 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
   non-finite counters, and each network's learning rate.
   """
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    key = common.step_key(state)
     images = images_to_float(jnp.stack([batch["anchor"], batch["positive"], batch["negative"]]))
-    (loss, terms), grads = jax.value_and_grad(
-        lambda p: compute_losses(models, config, p, images, key), has_aux=True)(state.params)
-    new_state, health = common.apply_updates(state, grads, optimizers, loss, state.batch_stats)
-    metrics = {f"train/{k}": v for k, v in terms.items()}
-    metrics["train/loss"] = loss
-    metrics.update(health)
-    metrics.update(common.learning_rates(schedules, state.step))
-    return new_state, metrics
+
+    def loss_fn(params):
+      loss, terms = compute_losses(models, config, params, images, key)
+      return loss, (terms, state.batch_stats)
+
+    return common.minimise(state, loss_fn, optimizers, schedules)
 
   return train_step
 

@@ -189,7 +189,7 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
   No Python branch depends on device values.
   """
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    key = common.step_key(state)
     images = images_to_float(batch["image"])
     grads, terms, network_losses, new_stats = loss_and_grads(
         models, config, state.params, state.batch_stats, images, key)
