@@ -226,9 +226,11 @@ def test_train_and_evaluate_mlvae_smoke(tfds_dir, tmp_path):
   results, folder = evaluation.evaluate(str(workdir))
   assert results["method"] == "mlvae"
   for key in ("probe/content_accuracy", "probe/style_accuracy", "probe/content_accuracy_grouped",
-              "matching/content_accuracy_k1", "matching/content_accuracy_k10", "matching/style_accuracy_k10"):
+              "matching/content_accuracy_k1", "matching/content_accuracy_k10", "matching/style_accuracy_k10",
+              "swap/content_follows_column", "swap/style_follows_row"):
     assert 0.0 <= results[key] <= 1.0, key
   assert results["matching/chance"] == pytest.approx(0.1) and results["matching/unseen_groups"] == 0.0
+  assert results["swap/chance"] == pytest.approx(0.1)                # all 10 digits swapped pairwise
   assert results["loss/elbo_grouped"] < 0 and results["loss/elbo_single"] < 0
   # the same test images: only the content KL (shared by K members vs paid per image) and llike differ
   assert results["loss/kl_style_grouped"] == pytest.approx(results["loss/kl_style_single"], rel=1e-5)

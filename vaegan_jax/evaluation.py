@@ -487,10 +487,15 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
     style means), and each of the group's other images (at most 100) matched to the nearest
     prototype (``metrics.nearest_prototype_accuracy``); ``matching/chance`` = 1 / groups,
     ``matching/unseen_groups`` = 1.0 when no test group occurs in train (CelebA identities).
+  * ``swap/content_follows_column``, ``swap/style_follows_row``: every (row group, column
+    group) pair of up to 24 test groups is decoded from the style of the row group's image and
+    the content accumulated over the column group's gallery, then re-encoded: the fraction of
+    swaps whose content is nearest to the column group's content (among the columns), and
+    whose style is nearest to the row image's style (among the rows); ``swap/chance``.
   * the sample and reconstruction quality scores of every method.
 
   Figures: ``swap.png`` (row r, column c: Dec(style of the row image, content accumulated over
-  the column image's group)), ``accumulation.png`` (per row a test group's 10 gallery images,
+  the column image's group; the diagonal is the row's own group)), ``accumulation.png`` (per row a test group's 10 gallery images,
   then Dec(style of the first, content accumulated from 1, 2, 5, 10 of them)),
   ``samples.png``, ``reconstructions.png`` and, with at most 10 groups, ``latent_content.png`` and
   ``latent_style.png`` (PCA of the test means coloured by group).
@@ -570,11 +575,24 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
   n = rows * rows // 2
   _save(ctx, "reconstructions", images.make_grid(images.interleave_rows(x[:n], images.to_uint8(recon[:n]), rows), rows))
 
-  shown = min(8, len(gallery))            # one group per column and per row, distinct values
-  column_groups, row_images = gallery[:shown], gallery[::-1][:shown, 1]
-  content_columns = accumulate(column_groups)
-  swap = decode(np.repeat(style[row_images], shown, axis=0), np.tile(content_columns, (shown, 1)))
-  _save(ctx, "swap", _swap_grid(x[row_images], x[column_groups[:, 0]], images.to_uint8(np.asarray(swap))))
+  # Swaps: row r's style (the second gallery image of group r) with the content accumulated over
+  # group c's gallery, for every pair of up to 24 groups; re-encoding each swap tells whether its
+  # content still matches group c and its style still matches row r's image.
+  n_swap = min(24, len(gallery))
+  row_images, column_content = gallery[:n_swap, 1], accumulate(gallery[:n_swap])
+  rows_of, columns_of = np.divmod(np.arange(n_swap * n_swap), n_swap)
+  swap = _batched(lambda rc: decode(style[row_images][rc[:, 0]], column_content[rc[:, 1]]),
+                  np.stack([rows_of, columns_of], 1), bs)
+  swap_u8 = images.to_uint8(swap)
+  swap_style, swap_content, _ = codes(swap_u8)
+  out["swap/content_follows_column"] = metrics.nearest_prototype_accuracy(
+      swap_content, columns_of, column_content, np.arange(n_swap))
+  out["swap/style_follows_row"] = metrics.nearest_prototype_accuracy(
+      swap_style, rows_of, style[row_images], np.arange(n_swap))
+  out["swap/chance"] = 1.0 / n_swap
+  shown = min(8, n_swap)
+  cells = swap_u8.reshape(n_swap, n_swap, *x.shape[1:])[:shown, :shown].reshape(-1, *x.shape[1:])
+  _save(ctx, "swap", _swap_grid(x[row_images[:shown]], x[gallery[:shown, 0]], cells))
   steps = [decode(style[gallery[:shown, 0]], accumulate(gallery[:shown, :n])) for n in MATCHING_GALLERY]
   decoded = images.to_uint8(np.stack([np.asarray(s) for s in steps], axis=1))   # [shown, 4, h, w, c]
   panel = np.concatenate([x[gallery[:shown]], decoded], axis=1)
@@ -668,6 +686,8 @@ COMPARISON_ROWS = (
     ("matching/content_accuracy_k10", "matching from content, 10-image gallery"),
     ("matching/style_accuracy_k10", "matching from style, 10-image gallery"),
     ("matching/chance", "matching: chance"),
+    ("swap/content_follows_column", "swaps whose content matches the content source"),
+    ("swap/style_follows_row", "swaps whose style matches the style source"),
     ("loss/elbo_grouped", "test ELBO, groups accumulated (nats/image)"),
     ("loss/elbo_single", "test ELBO, images alone (nats/image)"),
     ("anomaly/normal_class", "anomaly detection: normal class"),
