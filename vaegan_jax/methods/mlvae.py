@@ -41,7 +41,7 @@ from vaegan_jax.models import Decoder, Encoder, MLPDecoder, MLPEncoder, check_im
 NETWORKS = ("encoder", "decoder")
 train_dataset = groups.group_dataset  # what the train loop iterates over: batches of whole groups
 __all__ = ["NETWORKS", "TrainState", "build_models", "make_optimizers", "create_train_state", "learning_rate_schedule",
-           "product_of_gaussians", "compute_losses", "make_train_step", "encode", "group_content", "decode",
+           "product_of_gaussians", "compute_losses", "make_train_step", "encode", "decode",
            "sample", "reconstruct", "eval_step", "prior_sample", "batch_group_size", "train_dataset"]
 
 
@@ -212,14 +212,6 @@ def encode(models, config: ml_collections.ConfigDict, state: TrainState, images:
   (style, content), _ = _encode(models, config, state.params, state.batch_stats,
                                 images_to_float(images)[:, None], train=False)
   return tuple(a[:, 0] for a in style), tuple(a[:, 0] for a in content)
-
-
-def group_content(models, config: ml_collections.ConfigDict, state: TrainState,
-                  images: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The accumulated content posterior of each group of u8[G, K, h, w, c]: (mu_G, logvar_G) f32[G, content]."""
-  (_, (c_mu, c_logvar)), _ = _encode(models, config, state.params, state.batch_stats, images_to_float(images),
-                                     train=False)
-  return product_of_gaussians(c_mu, c_logvar, axis=1)
 
 
 def decode(models, state: TrainState, style: jax.Array, content: jax.Array) -> jax.Array:
