@@ -565,9 +565,10 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
   decode = jax.jit(lambda s, cc: mlvae.decode(models, state, s, cc))
   _, test_embedding = domain_classifier.predict(ctx.classifier, x, bs)
   prior = np.asarray(mlvae.prior_sample(c, jax.random.key(c.seed + 2), len(x)))
-  samples = _batched(lambda z: decode(z[:, :c.mlvae.style_dim], z[:, c.mlvae.style_dim:]), prior, bs)
+  sample = jax.jit(lambda z: mlvae.sample(models, state, z))    # z = [style, content]
+  samples = _batched(sample, prior, bs)
   out.update(_quality(ctx, "samples", samples, test_embedding))
-  recon = np.concatenate([np.asarray(decode(style[i:i + bs], content[i:i + bs])) for i in range(0, len(x), bs)])
+  recon = _batched(sample, np.concatenate([style, content], axis=1), bs)
   out.update(_quality(ctx, "reconstructions", recon, test_embedding))
   out["loss/pixel_mse"] = float(np.mean(np.square(recon - (x.astype(np.float32) / 127.5 - 1.0))))
   rows = c.train.num_image_rows
