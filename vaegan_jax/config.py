@@ -12,13 +12,21 @@ import json
 
 import ml_collections
 
-METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae", "mlvae")
+METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae", "mlvae", "ccvae")
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
-LLIKES = ("dis_l", "pixel", "bernoulli")
+LLIKES = ("dis_l", "pixel", "bernoulli", "laplace")
 OPTIMIZERS = ("rmsprop", "adam")
 PRIORS = ("gaussian", "mixture")
 MLVAE_NETWORKS = ("mlp", "conv")
 GROUP_FEATURES = ("label", "identity")
+CCVAE_NETWORKS = ("mlp", "conv")
+CCVAE_OBJECTIVES = ("ccvae", "classifier")
+# The 18 CelebA labels of the official CCVAE code (CELEBA_EASY_LABELS).
+CCVAE_CELEBA_LABELS = (
+    "Arched_Eyebrows", "Bags_Under_Eyes", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Eyeglasses", "Heavy_Makeup", "Male", "No_Beard", "Pale_Skin", "Receding_Hairline", "Smiling",
+    "Wavy_Hair", "Wearing_Necktie", "Young")
+DIGITS = tuple(str(d) for d in range(10))
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 DTYPES = ("float32", "bfloat16")
 
@@ -33,7 +41,7 @@ def _optimizer() -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   """Every key the framework reads, with VAE/GAN defaults (64x64 CelebA widths)."""
   c = ml_collections.ConfigDict()
-  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae, aae, semi_aae, mlvae
+  # one of METHODS: vaegan, vae (no discriminator), gan (no encoder), tvae, aae, semi_aae, mlvae, ccvae
   c.method = "vaegan"
   c.seed = 0
 
@@ -91,6 +99,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.mlvae.content_dim = 10
   c.mlvae.networks = "mlp"     # one of MLVAE_NETWORKS: model.mlp_hidden MLPs, or Larsen's conv nets
 
+  # CCVAE (Joy et al. 2021): z = [z_c | z_\c], one block of z_c per binary label; labelled and
+  # unlabelled batches interleaved so that exactly supervision_rate of the batches are labelled.
+  c.ccvae = ml_collections.ConfigDict()
+  c.ccvae.labels = DIGITS        # CelebA attribute names, or the digits "0".."9" (one-hot labels)
+  c.ccvae.supervision_rate = 1.0  # fraction of the training split labelled (and of batches): (0, 1]
+  c.ccvae.block_dim = 1          # size of each label's block of z_c (1 in the official code)
+  c.ccvae.num_samples = 100      # K samples of z_c estimating log q(y|x) by log-mean-exp
+  c.ccvae.networks = "mlp"       # one of CCVAE_NETWORKS: model.mlp_hidden MLPs, or the code's 64x64 convs
+  c.ccvae.objective = "ccvae"    # one of CCVAE_OBJECTIVES; "classifier": the supervised-only baseline
+  c.ccvae.walk_pairs = (("0", "1"),)  # eval: pairs of labels walked together (5x5 grids)
+
   c.balance = ml_collections.ConfigDict()
   c.balance.enabled = True
   c.balance.equilibrium = 0.68
@@ -101,7 +120,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.decoder = _optimizer()
   c.optim.discriminator = _optimizer()
   c.optim.generator = _optimizer()    # aae: the encoder's adversarial (regularisation) phase
-  c.optim.classifier = _optimizer()   # semi_aae: the encoder's supervised phase on q(y|x)
+  c.optim.classifier = _optimizer()   # semi_aae: the encoder's supervised phase on q(y|x); ccvae: q(y|z_c)
+  c.optim.prior = _optimizer()        # ccvae: the conditional prior p(z_c|y)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64      # global batch, split over all devices
@@ -128,6 +148,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.num_pairs = 8                     # interpolation figure: rows
   c.eval.interpolation_steps = 8           # interpolation figure: decoded points per row
   c.eval.triplets_per_class = 1000         # tvae: fixed test triplets per anchor class
+  c.eval.intervention_images = 500         # ccvae: test images each label is intervened on
   # aae: Parzen-window log-likelihood of the test split (Goodfellow et al. 2014's protocol):
   # eval.parzen_samples decoded prior draws, the Gaussian kernel's bandwidth chosen among
   # parzen_num_bandwidths log-spaced values in [min, max] on data.validation_split.
@@ -280,6 +301,47 @@ def mlvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDi
   return c
 
 
+def ccvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
+  """CCVAE (Joy et al. 2021; ../shared/MODELS.md sec. 4) on ``dataset``, fully supervised; set
+  ``--config.ccvae.supervision_rate`` to 0.004, 0.06 or 0.2 for the paper's other rates.
+
+  celeba64: the official code's 18 labels, z of 45 (18 characteristic + 27), its 64x64
+  convolutional encoder and decoder with a Laplace(x_hat, 1) likelihood on [0, 1] pixels,
+  Adam 1e-4, batch 200, 200 epochs of the 4,560 training faces (22 batches each).
+
+  mnist: the digit as ten binary (one-hot) labels, z of 20 (10 + 10), 784-500-ReLU MLPs with
+  a Bernoulli decoder, Adam 1e-3, batch 200, 30 epochs.
+  """
+  c.method = "ccvae"
+  c.data.name = dataset
+  c.train.batch_size = 200
+  if dataset == "celeba64":
+    c.ccvae.labels = CCVAE_CELEBA_LABELS
+    c.ccvae.networks = "conv"
+    c.ccvae.walk_pairs = (("Smiling", "Male"), ("Blond_Hair", "Bangs"), ("Eyeglasses", "Young"))
+    c.loss.llike = "laplace"
+    c.model.latent_dim = 45
+    learning_rate = 1e-4
+    c.train.num_steps = 22 * 200
+    c.train.log_every = 22
+    c.train.image_every = 440
+    c.checkpoint.every_steps = 440
+  else:
+    c.ccvae.labels = DIGITS
+    c.ccvae.networks = "mlp"
+    c.ccvae.walk_pairs = (("3", "8"), ("1", "7"), ("4", "9"))
+    c.loss.llike = "bernoulli"
+    c.model.latent_dim = 20
+    c.model.mlp_hidden = (500,)
+    learning_rate = 1e-3
+    c.train.num_steps = 300 * 30
+    c.train.log_every = 100
+    c.train.image_every = 1500
+    c.checkpoint.every_steps = 1500
+  constant_adam(c, ("encoder", "decoder", "classifier", "prior"), learning_rate)
+  return c
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks ``c`` in place to tiny widths and a few steps (``configs/<x>.py:smoke``): for tests and CI."""
   c.model.latent_dim = 8
@@ -313,6 +375,13 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.mlvae.group_size = 4
     if c.data.name != "celeba64":
       c.data.name = "mnist5k"
+  if c.method == "ccvae":
+    c.ccvae.num_samples = 8
+    c.eval.intervention_images = 40
+    c.model.latent_dim = len(c.ccvae.labels) * c.ccvae.block_dim + 4
+    if c.ccvae.networks == "mlp":
+      c.data.name = "mnist5k"
+      c.model.mlp_hidden = (32,)
   return c
 
 
@@ -352,11 +421,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   bernoulli = ("tvae", "aae", "semi_aae")
   if config.method in bernoulli and config.loss.llike != "bernoulli":
     raise ValueError(f"config.method={config.method!r} has a Bernoulli decoder: set --config.loss.llike=bernoulli")
-  if config.method not in bernoulli + ("mlvae",) and config.loss.llike == "bernoulli":
+  if config.method not in bernoulli + ("mlvae", "ccvae") and config.loss.llike == "bernoulli":
     raise ValueError(f"config.loss.llike='bernoulli' is the decoder of {bernoulli}; config.method={config.method!r} "
                      "uses dis_l (vaegan) or pixel (vae)")
   _validate_aae(config)
   _validate_mlvae(config)
+  _validate_ccvae(config)
   if config.method == "vae" and config.loss.llike != "pixel":
     raise ValueError("config.method='vae' has no discriminator, so its likelihood is on pixels: "
                      "set --config.loss.llike=pixel")
@@ -366,9 +436,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   positive.update({f"model.{k}": config.model[k] for k in (
       "latent_dim", "encoder_dense", "discriminator_dense", "bn_epsilon")})
   positive.update({f"eval.{k}": config.eval[k] for k in (
-      "batch_size", "classifier_epochs", "num_pairs", "interpolation_steps", "triplets_per_class")})
+      "batch_size", "classifier_epochs", "num_pairs", "interpolation_steps", "triplets_per_class",
+      "intervention_images")})
   positive["data.num_threads"] = config.data.num_threads
-  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
+  for name in ("encoder", "decoder", "discriminator", "generator", "classifier", "prior"):
     o = config.optim[name]
     _check_choice(o.optimizer, OPTIMIZERS, f"optim.{name}.optimizer")
     positive.update({f"optim.{name}.learning_rate": o.learning_rate, f"optim.{name}.eps": o.eps})
@@ -439,6 +510,37 @@ def _validate_mlvae(config: ml_collections.ConfigDict) -> None:
                      f"{m.group_size}")
   if m.networks == "mlp" and not tuple(config.model.mlp_hidden):
     raise ValueError("config.model.mlp_hidden is empty: the ML-VAE's MLPs need hidden layers, e.g. (500,)")
+
+
+def _validate_ccvae(config: ml_collections.ConfigDict) -> None:
+  m = config.ccvae
+  _check_choice(m.networks, CCVAE_NETWORKS, "ccvae.networks")
+  _check_choice(m.objective, CCVAE_OBJECTIVES, "ccvae.objective")
+  _check(0 < m.supervision_rate <= 1, "ccvae.supervision_rate", m.supervision_rate, "must be in (0, 1]")
+  for key in ("block_dim", "num_samples"):
+    _check(m[key] > 0, f"ccvae.{key}", m[key], "must be positive")
+  if config.loss.llike == "laplace" and config.method != "ccvae":
+    raise ValueError("config.loss.llike='laplace' is the CCVAE's likelihood: use pixel or dis_l for "
+                     f"config.method={config.method!r}")
+  if config.method != "ccvae":
+    return
+  labels = tuple(m.labels)
+  _check(len(labels) > 0 and len(set(labels)) == len(labels), "ccvae.labels", labels,
+         "must name at least one label, each once")
+  characteristic = len(labels) * m.block_dim
+  _check(config.model.latent_dim >= characteristic, "model.latent_dim", config.model.latent_dim,
+         f"must hold z_c: at least {len(labels)} labels x ccvae.block_dim {m.block_dim} = {characteristic}")
+  for pair in m.walk_pairs:
+    if len(pair) != 2 or any(name not in labels for name in pair):
+      raise ValueError(f"config.ccvae.walk_pairs has {tuple(pair)!r}: each entry must be two of config.ccvae.labels "
+                       f"{labels}; set --config.ccvae.walk_pairs accordingly")
+  llike = {"mlp": "bernoulli", "conv": "laplace"}[m.networks]
+  if config.loss.llike != llike:
+    raise ValueError(f"config.ccvae.networks={m.networks!r} decodes with a {llike} likelihood (the MLP gives "
+                     "Bernoulli logits, the conv decoder Laplace locations): set "
+                     f"--config.loss.llike={llike}")
+  if m.networks == "mlp" and not tuple(config.model.mlp_hidden):
+    raise ValueError("config.model.mlp_hidden is empty: the CCVAE's MLPs need hidden layers, e.g. (500,)")
 
 
 def to_json(config: ml_collections.ConfigDict) -> dict:

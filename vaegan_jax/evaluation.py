@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -606,6 +606,141 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
   return out
 
 
+WALK_STEPS = 7              # points of a single-label latent walk (pairs: 5 x 5)
+
+
+def _label_predictions(ctx: EvalContext, images_: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+  """bool[n, L]: the domain classifier's verdict on each CCVAE label of u8 or f32 images:
+  attribute probability > 0.5 (CelebA), or predicted class == the label's class (digits)."""
+  probs, _ = domain_classifier.predict(ctx.classifier, images_, ctx.config.eval.batch_size)
+  if ctx.classifier.kind == "multilabel":
+    return probs[:, [list(ctx.classifier.output_names).index(n) for n in labels]] > 0.5
+  return probs.argmax(-1)[:, None] == np.asarray([int(n) for n in labels])[None]
+
+
+def evaluate_ccvae(ctx: EvalContext) -> dict:
+  """Metrics and figures of a CCVAE checkpoint (Joy et al. 2021, sec. 5).
+
+  * ``accuracy/<label>`` and ``accuracy/mean``: test accuracy of q(y|x) (the classifier on the
+    posterior mean of z_c, threshold 1/2) per label and averaged; ``accuracy/majority_mean``:
+    always predicting each label's majority value in the train split.
+  * ``loss/elbo``, ``loss/llike``, ``loss/kl``: the unsupervised objective on the test split
+    (nats per image; no labels used).
+  * Interventions, on the first ``eval.intervention_images`` test images: for each label, z_c's block set to the
+    conditional prior's location for y = 1 and for y = 0, decoded, and scored by the
+    independently trained domain classifier (``classifier_for``; CelebA: its attribute,
+    digits: its predicted class). ``intervention/<label>/to_1``, ``to_0``: how often it
+    agrees with the value set; ``intervention/agreement``: the mean over labels and values;
+    ``intervention/flip_rate``: among (image, label, value) whose test image the classifier
+    judged otherwise, how often the intervention flipped its verdict;
+    ``intervention/reconstruction_agreement``: how often Dec(mu) keeps the verdict on the
+    test image (the decoder's own fidelity, for scale).
+  * Characteristic swaps of image pairs (z_c exchanged, z_\c kept), scored the same way, on the
+    labels where the two images' verdicts differ: ``swap/characteristics_follow_source`` (the
+    swap takes the verdict of the image its z_c came from) and ``swap/keeps_own`` (it keeps its own).
+
+  Figures: ``latent_walk.png`` (a row per label: the test image, then its block walked from
+  beyond p(z_c|y=0) to beyond p(z_c|y=1), ``ccvae.walk_range``), ``latent_walk_<a>_<b>.png``
+  for each ``ccvae.walk_pairs`` (5 x 5: label a down, label b across),
+  ``conditional_generation.png`` (a row per test image: the image, then samples of z_c ~
+  p(z_c|y) and z_\c ~ N(0, I) for its true labels y), ``characteristic_swaps.png`` (a row per
+  pair: a, b, Dec(mu_a), Dec(mu_b), a with b's characteristics, b with a's), ``samples.png``
+  and ``reconstructions.png``. The supervised-only baseline (``ccvae.objective =
+  "classifier"``) has no generative model: it reports the accuracies only.
+  """
+  from vaegan_jax.data import supervision  # pylint: disable=import-outside-toplevel
+  from vaegan_jax.methods import ccvae  # pylint: disable=import-outside-toplevel
+  c, state, models = ctx.config, ctx.state, ctx.run.models
+  bs, x, names = c.eval.batch_size, ctx.test["image"], list(c.ccvae.labels)
+  attribute_names = ctx.run.info.attribute_names
+  y_test = supervision.label_matrix(ctx.test, names, attribute_names, c.data.name) > 0.5
+  y_train = supervision.label_matrix(ctx.train, names, attribute_names, c.data.name) > 0.5
+  probs = _batched(jax.jit(lambda im: ccvae.classify(models, c, state, im)), x, bs)
+  accuracy = np.mean((probs > 0.5) == y_test, axis=0)
+  out = {f"accuracy/{n}": float(a) for n, a in zip(names, accuracy)}
+  out["accuracy/mean"] = float(accuracy.mean())
+  out["accuracy/majority_mean"] = float(np.mean((y_train.mean(0) > 0.5)[None] == y_test))
+  out["supervision_rate"] = float(c.ccvae.supervision_rate)
+  out["labelled_examples"] = float(supervision.labelled_count(len(ctx.train["image"]), c.ccvae.supervision_rate))
+  ctx.progress.update()
+  if c.ccvae.objective == "classifier":
+    ctx.progress.update(3)
+    return out
+  out.update({f"loss/{k}": v for k, v in _mean_terms(ctx, x, bs).items()})
+  ctx.progress.update()
+
+  cd, block = ccvae.characteristic_dim(c), c.ccvae.block_dim
+  encode = jax.jit(lambda im: ccvae.encode(models, c, state, im)[0])
+  decode = jax.jit(lambda z: ccvae.decode(models, state, z))
+  prior = ccvae.prior_parameters(state)
+  n = min(c.eval.intervention_images, len(x))
+  mu = _batched(encode, x[:n], bs)
+  verdict = _label_predictions(ctx, x[:n], names)                        # bool[n, L]
+  recon = _batched(decode, mu, bs)
+  out["intervention/reconstruction_agreement"] = float(np.mean(_label_predictions(ctx, recon, names) == verdict))
+  agree, flips, candidates = [], 0, 0
+  for i, name in enumerate(names):
+    for value in (1, 0):
+      z = mu.copy()
+      z[:, i * block:(i + 1) * block] = prior["loc_true" if value else "loc_false"][i]
+      now = _label_predictions(ctx, _batched(decode, z, bs), names)[:, i]
+      out[f"intervention/{name}/to_{value}"] = float(np.mean(now == bool(value)))
+      agree.append(out[f"intervention/{name}/to_{value}"])
+      other = verdict[:, i] != bool(value)
+      flips += int(np.sum(now[other] == bool(value)))
+      candidates += int(np.sum(other))
+  out["intervention/agreement"] = float(np.mean(agree))
+  out["intervention/flip_rate"] = flips / max(candidates, 1)
+
+  half = n // 2
+  a, b = mu[:half], mu[half:2 * half]
+  swap_ab = np.concatenate([b[:, :cd], a[:, cd:]], 1)                    # a with b's characteristics
+  swap_ba = np.concatenate([a[:, :cd], b[:, cd:]], 1)
+  swapped = _label_predictions(ctx, _batched(decode, np.concatenate([swap_ab, swap_ba]), bs), names)
+  source = np.concatenate([verdict[half:2 * half], verdict[:half]])     # where each swap's z_c came from
+  own = np.concatenate([verdict[:half], verdict[half:2 * half]])
+  differ = source != own
+  out["swap/characteristics_follow_source"] = float(np.mean(swapped[differ] == source[differ]))
+  out["swap/keeps_own"] = float(np.mean(swapped[differ] == own[differ]))
+  ctx.progress.update()
+
+  # figures
+  rows = c.train.num_image_rows
+  draws = np.asarray(ccvae.prior_sample(c, jax.random.key(c.seed + 2), rows * rows))
+  _save(ctx, "samples", images.make_grid(images.to_uint8(ccvae.sample(models, state, draws)), rows))
+  m = rows * rows // 2
+  _save(ctx, "reconstructions", images.make_grid(images.interleave_rows(x[:m], images.to_uint8(recon[:m]), rows), rows))
+  source_z = mu[0]
+  walk = []
+  for i in range(len(names)):
+    z = np.repeat(source_z[None], WALK_STEPS, 0)
+    z[:, i * block:(i + 1) * block] = ccvae.walk_range(prior, i, WALK_STEPS)
+    walk.append(np.concatenate([x[:1], images.to_uint8(decode(z))]))
+  _save(ctx, "latent_walk", images.make_grid(np.concatenate(walk), WALK_STEPS + 1))
+  for first, second in c.ccvae.walk_pairs:
+    i, j = names.index(first), names.index(second)
+    z = np.repeat(source_z[None], 25, 0)
+    rows_of, cols_of = np.divmod(np.arange(25), 5)
+    z[:, i * block:(i + 1) * block] = ccvae.walk_range(prior, i, 5)[rows_of]
+    z[:, j * block:(j + 1) * block] = ccvae.walk_range(prior, j, 5)[cols_of]
+    _save(ctx, f"latent_walk_{first}_{second}", images.make_grid(images.to_uint8(decode(z)), 5))
+  shown, per_row = 8, 7
+  loc, scale = models["prior"].apply({"params": state.params["prior"]},
+                                     jnp.asarray(np.repeat(y_test[:shown], per_row, 0), jnp.float32))
+  noise = np.asarray(jax.random.normal(jax.random.key(c.seed + 3), (shown * per_row, c.model.latent_dim)))
+  z = np.concatenate([np.asarray(loc) + np.asarray(scale) * noise[:, :cd], noise[:, cd:]], 1)
+  generated = images.to_uint8(decode(z)).reshape(shown, per_row, *x.shape[1:])
+  _save(ctx, "conditional_generation",
+        images.make_grid(np.concatenate([x[:shown, None], generated], 1).reshape(-1, *x.shape[1:]), per_row + 1))
+  pairs = min(shown, half)
+  decoded = images.to_uint8(_batched(decode, np.concatenate(
+      [a[:pairs], b[:pairs], swap_ab[:pairs], swap_ba[:pairs]]), bs)).reshape(4, pairs, *x.shape[1:])
+  panel = np.stack([x[:pairs], x[half:half + pairs], decoded[0], decoded[1], decoded[2], decoded[3]], 1)
+  _save(ctx, "characteristic_swaps", images.make_grid(panel.reshape(-1, *x.shape[1:]), 6))
+  ctx.progress.update()
+  return out
+
+
 # Method name -> evaluator. Later models register theirs here.
 EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
     "vaegan": evaluate_vaegan_family,
@@ -615,6 +750,7 @@ EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {
     "aae": evaluate_aae,
     "semi_aae": evaluate_aae,
     "mlvae": evaluate_mlvae,
+    "ccvae": evaluate_ccvae,
 }
 _STAGES = 5  # progress-bar stages: data + classifier, then the evaluator's four
 

@@ -96,7 +96,7 @@ def _init_inputs(image_shape: Sequence[int], latent_dim: int, batch: int = 2):
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models: dict[str, nn.Module],
                        optimizers: dict[str, optax.GradientTransformation],
-                       latent_dim: int | None = None) -> TrainState:
+                       latent_dim: int | None = None, init_inputs: dict[str, jax.Array] | None = None) -> TrainState:
   """Initialises every network and optimizer.
 
   Args:
@@ -105,12 +105,14 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, models
     models: from ``build_models``.
     optimizers: from ``make_optimizers``.
     latent_dim: the decoder's input size (default ``config.model.latent_dim``).
+    init_inputs: {network: example input} for networks that take neither images nor z.
 
   Returns:
     A ``TrainState`` at step 0. Use under ``jax.eval_shape`` for an abstract state.
   """
   image_shape = models["decoder"].image_shape
   inputs = _init_inputs(image_shape, config.model.latent_dim if latent_dim is None else latent_dim)
+  inputs.update(init_inputs or {})
   init_key, run_key = jax.random.split(rng)
   params, batch_stats, opt_state = {}, {}, {}
   for i, (name, model) in enumerate(models.items()):

@@ -52,3 +52,30 @@ class SubpixelConvTranspose(nn.Module):
     n, h, w, _ = y.shape
     y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(n, 2 * h, 2 * w, self.features)
+
+
+class SubpixelUpsample(nn.Module):
+  """x2 upsampling by a 3x3 convolution to ``4 * features`` channels and depth-to-space (Shi et al. 2016).
+
+  Stands in for a 4x4, stride-2, padding-1 transposed convolution (PyTorch's
+  ``ConvTranspose2d(c_in, features, 4, 2, 1)``, the CCVAE decoder's layer): each output pixel
+  of that layer reads a 2x2 input neighbourhood, which the 3x3 window contains, so every such
+  transposed convolution is one of these layers (the converse does not hold: this one has
+  36 rather than 16 weights per channel pair). Same reason as ``SubpixelConvTranspose``:
+  XLA:CPU's transposed-convolution weight gradient is about 40x slower than its forward pass.
+
+  Attributes:
+    features: output channels.
+    dtype: computation dtype (parameters are f32).
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Upsamples f[batch, h, w, c_in] to f[batch, 2h, 2w, features] (dtype ``self.dtype``)."""
+    y = nn.Conv(4 * self.features, (3, 3), padding="SAME", dtype=self.dtype)(x)
+    n, h, w, _ = y.shape
+    y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, 2 * h, 2 * w, self.features)
