@@ -244,6 +244,7 @@ def test_train_and_evaluate_ccvae_smoke(tfds_dir, tmp_path):
   assert results["method"] == "ccvae" and results["supervision_rate"] == 0.5
   assert 0.0 <= results["accuracy/mean"] <= 1.0 and 0.0 <= results["intervention/flip_rate"] <= 1.0
   assert results["accuracy/mean"] == pytest.approx(np.mean([results[f"accuracy/{d}"] for d in range(10)]))
+  assert 0.0 <= results["accuracy/all_labels"] <= results["accuracy/mean"] and 0.0 <= results["accuracy/class"] <= 1.0
   assert results["loss/elbo"] < 0
   walk = Image.open(f"{folder}/latent_walk.png")
   assert walk.size == (8 * 30 + 2, 10 * 30 + 2)               # a row per digit: the image and 7 steps

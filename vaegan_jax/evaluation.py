@@ -623,11 +623,14 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
 
   * ``accuracy/<label>`` and ``accuracy/mean``: test accuracy of q(y|x) (the classifier on the
     posterior mean of z_c, threshold 1/2) per label and averaged; ``accuracy/majority_mean``:
-    always predicting each label's majority value in the train split.
+    always predicting each label's majority value in the train split; ``accuracy/all_labels``:
+    every label of the image right; for one-hot labels (digits) ``accuracy/class``: the most
+    probable label is the true class.
   * ``loss/elbo``, ``loss/llike``, ``loss/kl``: the unsupervised objective on the test split
     (nats per image; no labels used).
   * Interventions, on the first ``eval.intervention_images`` test images: for each label, z_c's block set to the
-    conditional prior's location for y = 1 and for y = 0, decoded, and scored by the
+    conditional prior's location for y = 1 and for y = 0 (for one-hot labels such as digits,
+    y_i = 1 also sets every other block to its y = 0 location), decoded, and scored by the
     independently trained domain classifier (``classifier_for``; CelebA: its attribute,
     digits: its predicted class). ``intervention/<label>/to_1``, ``to_0``: how often it
     agrees with the value set; ``intervention/agreement``: the mean over labels and values;
@@ -659,6 +662,9 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
   accuracy = np.mean((probs > 0.5) == y_test, axis=0)
   out = {f"accuracy/{n}": float(a) for n, a in zip(names, accuracy)}
   out["accuracy/mean"] = float(accuracy.mean())
+  out["accuracy/all_labels"] = float(np.mean(np.all((probs > 0.5) == y_test, axis=1)))
+  if ctx.classifier.kind == "categorical" and y_test.sum(1).max() == 1:   # one-hot labels: the class itself
+    out["accuracy/class"] = float(np.mean(probs.argmax(1) == y_test.argmax(1)))
   out["accuracy/majority_mean"] = float(np.mean((y_train.mean(0) > 0.5)[None] == y_test))
   out["supervision_rate"] = float(c.ccvae.supervision_rate)
   out["labelled_examples"] = float(supervision.labelled_count(len(ctx.train["image"]), c.ccvae.supervision_rate))
@@ -679,9 +685,12 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
   recon = _batched(decode, mu, bs)
   out["intervention/reconstruction_agreement"] = float(np.mean(_label_predictions(ctx, recon, names) == verdict))
   agree, flips, candidates = [], 0, 0
+  exclusive = ctx.classifier.kind == "categorical"   # one-hot labels (digits): turning one on turns the rest off
   for i, name in enumerate(names):
     for value in (1, 0):
       z = mu.copy()
+      if value and exclusive:
+        z[:, :cd] = prior["loc_false"].reshape(-1)
       z[:, i * block:(i + 1) * block] = prior["loc_true" if value else "loc_false"][i]
       now = _label_predictions(ctx, _batched(decode, z, bs), names)[:, i]
       out[f"intervention/{name}/to_{value}"] = float(np.mean(now == bool(value)))
