@@ -638,7 +638,7 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
     judged otherwise, how often the intervention flipped its verdict;
     ``intervention/reconstruction_agreement``: how often Dec(mu) keeps the verdict on the
     test image (the decoder's own fidelity, for scale).
-  * Characteristic swaps of image pairs (z_c exchanged, z_\c kept), scored the same way, on the
+  * Characteristic swaps of image pairs (z_c exchanged, z_\\c kept), scored the same way, on the
     labels where the two images' verdicts differ: ``swap/characteristics_follow_source`` (the
     swap takes the verdict of the image its z_c came from) and ``swap/keeps_own`` (it keeps its own).
 
@@ -646,7 +646,7 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
   beyond p(z_c|y=0) to beyond p(z_c|y=1), ``ccvae.walk_range``), ``latent_walk_<a>_<b>.png``
   for each ``ccvae.walk_pairs`` (5 x 5: label a down, label b across),
   ``conditional_generation.png`` (a row per test image: the image, then samples of z_c ~
-  p(z_c|y) and z_\c ~ N(0, I) for its true labels y), ``characteristic_swaps.png`` (a row per
+  p(z_c|y) and z_\\c ~ N(0, I) for its true labels y), ``characteristic_swaps.png`` (a row per
   pair: a, b, Dec(mu_a), Dec(mu_b), a with b's characteristics, b with a's), ``samples.png``
   and ``reconstructions.png``. The supervised-only baseline (``ccvae.objective =
   "classifier"``) has no generative model: it reports the accuracies only.
@@ -734,10 +734,8 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
     z[:, j * block:(j + 1) * block] = ccvae.walk_range(prior, j, 5)[cols_of]
     _save(ctx, f"latent_walk_{first}_{second}", images.make_grid(images.to_uint8(decode(z)), 5))
   shown, per_row = 8, 7
-  loc, scale = models["prior"].apply({"params": state.params["prior"]},
-                                     jnp.asarray(np.repeat(y_test[:shown], per_row, 0), jnp.float32))
-  noise = np.asarray(jax.random.normal(jax.random.key(c.seed + 3), (shown * per_row, c.model.latent_dim)))
-  z = np.concatenate([np.asarray(loc) + np.asarray(scale) * noise[:, :cd], noise[:, cd:]], 1)
+  noise = jax.random.normal(jax.random.key(c.seed + 3), (shown * per_row, c.model.latent_dim))
+  z = ccvae.conditional_latents(models, state, jnp.asarray(np.repeat(y_test[:shown], per_row, 0), jnp.float32), noise)
   generated = images.to_uint8(decode(z)).reshape(shown, per_row, *x.shape[1:])
   _save(ctx, "conditional_generation",
         images.make_grid(np.concatenate([x[:shown, None], generated], 1).reshape(-1, *x.shape[1:]), per_row + 1))

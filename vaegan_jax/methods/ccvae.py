@@ -49,7 +49,7 @@ from vaegan_jax.models import CharacteristicClassifier, ConditionalPrior, ConvDe
 NETWORKS = ("encoder", "decoder", "classifier", "prior")
 train_dataset = supervision.ccvae_dataset  # what the train loop iterates over: interleaved batches
 __all__ = ["NETWORKS", "TrainState", "build_models", "make_optimizers", "create_train_state", "learning_rate_schedule",
-           "compute_losses", "make_train_step", "encode", "decode", "classify", "sample", "reconstruct", "eval_step",
+           "compute_losses", "make_train_step", "encode", "decode", "classify", "conditional_latents", "sample", "reconstruct", "eval_step",
            "prior_sample", "prior_parameters", "walk_range", "train_dataset"]
 
 
@@ -235,18 +235,30 @@ def prior_sample(config: ml_collections.ConfigDict, key: jax.Array, num: int) ->
                           jax.random.uniform(y_key, (num, num_labels(config)))], -1)
 
 
+def conditional_latents(models, state: TrainState, y: jax.Array, noise: jax.Array) -> jax.Array:
+  """z ~ p(z|y) from standard normal noise: z_c = loc(y) + scale(y) eps_c, z_\\c = eps_\\c.
+
+  Args:
+    y: f32[n, L] labels in {0, 1}.
+    noise: f32[n, latent_dim] standard normal draws.
+
+  Returns:
+    f32[n, latent_dim].
+  """
+  loc, scale = models["prior"].apply({"params": state.params["prior"]}, y)
+  cd = loc.shape[-1]
+  return jnp.concatenate([loc + scale * noise[:, :cd], noise[:, cd:]], -1)
+
+
 def sample(models, state: TrainState, draws: jax.Array) -> jax.Array:
-  """Decodes ``prior_sample`` draws: y = (u < 1/2), z_c = loc(y) + scale(y) eps_c, z_\\c = eps_\\c.
+  """Decodes ``prior_sample`` draws [eps | u]: y = (u < 1/2), z = ``conditional_latents(y, eps)``.
 
   Returns:
     f32[n, h, w, c] pixel means in [-1, 1].
   """
   labels = models["prior"].num_labels
-  noise, y = draws[:, :-labels], (draws[:, -labels:] < 0.5).astype(jnp.float32)
-  loc, scale = models["prior"].apply({"params": state.params["prior"]}, y)
-  cd = loc.shape[-1]
-  z = jnp.concatenate([loc + scale * noise[:, :cd], noise[:, cd:]], -1)
-  return decode(models, state, z)
+  y = (draws[:, -labels:] < 0.5).astype(jnp.float32)
+  return decode(models, state, conditional_latents(models, state, y, draws[:, :-labels]))
 
 
 def eval_step(models, config: ml_collections.ConfigDict, state: TrainState, images: jax.Array,
