@@ -834,6 +834,10 @@ COMPARISON_ROWS = (
     ("swap/style_follows_row", "swaps whose style matches the style source"),
     ("loss/elbo_grouped", "test ELBO, groups accumulated (nats/image)"),
     ("loss/elbo_single", "test ELBO, images alone (nats/image)"),
+    ("accuracy/mean", "q(y\\|x): mean per-label test accuracy"),
+    ("accuracy/class", "q(y\\|x): most probable label is the class"),
+    ("intervention/flip_rate", "interventions that flip the classifier"),
+    ("swap/characteristics_follow_source", "characteristic swaps that follow their z_c"),
     ("anomaly/normal_class", "anomaly detection: normal class"),
     ("anomaly/roc_auc_reconstruction", "ROC AUC, reconstruction error"),
     ("anomaly/roc_auc_combined", "ROC AUC, reconstruction + prior"),
@@ -858,7 +862,7 @@ def _lookup(results: dict, key: str):
 def compare(workdirs: list[str], out: str) -> str:
   """Evaluates the newest checkpoint of each workdir (reusing a finished ``eval/<step>``) and compares them.
 
-  Writes ``out/comparison.md`` (the table), ``out/comparison.png`` (per run, its
+  Writes ``out/comparison.md`` (the table), ``out/comparison.png`` (per run that has them, its
   reconstructions beside its samples, named by the run's method and folder) and, when
   several runs have one (TVAE and its VAE), ``out/latent_pca.png``: their latent PCA
   figures side by side.
@@ -904,6 +908,8 @@ def compare(workdirs: list[str], out: str) -> str:
   for workdir, results, folder in columns:
     parts = [Image.open(os.path.join(folder, f"{n}.png")).convert("RGB")
              for n in ("reconstructions", "samples", "latent_pca", "latent") if os.path.isfile(os.path.join(folder, f"{n}.png"))]
+    if not parts:   # a run without figures (the CCVAE's supervised-only baseline): in the table only
+      continue
     height = max(p.height for p in parts)
     panel = Image.new("RGB", (sum(p.width for p in parts) + 4 * (len(parts) - 1), height + 14), "white")
     x = 0
@@ -913,12 +919,13 @@ def compare(workdirs: list[str], out: str) -> str:
     ImageDraw.Draw(panel).text((2, 1), f"{results['method']} ({os.path.basename(os.path.normpath(workdir))}) "
                                f"step {results['step']}", fill="black")
     panels.append(panel)
-  figure = Image.new("RGB", (max(p.width for p in panels), sum(p.height + 6 for p in panels)), "white")
-  y = 0
-  for p in panels:
-    figure.paste(p, (0, y))
-    y += p.height + 6
-  figure.save(os.path.join(out, "comparison.png"))
+  if panels:
+    figure = Image.new("RGB", (max(p.width for p in panels), sum(p.height + 6 for p in panels)), "white")
+    y = 0
+    for p in panels:
+      figure.paste(p, (0, y))
+      y += p.height + 6
+    figure.save(os.path.join(out, "comparison.png"))
   latents = [Image.open(os.path.join(folder, "latent_pca.png")).convert("RGB") for _, _, folder in columns
              if os.path.isfile(os.path.join(folder, "latent_pca.png"))]
   if len(latents) > 1:   # TVAE beside its VAE: the test means of each run, side by side
