@@ -86,10 +86,11 @@ def is_supervised(step: int, rate: float) -> bool:
   return supervised_before(step + 1, rate) > supervised_before(step, rate)
 
 
-def _stream(indices: np.ndarray, seed: int, salt: int, start: int, count: int, cache) -> np.ndarray:
-  """Elements start .. start+count-1 of the endless stream of seeded permutations of ``indices``."""
+def _stream(length: int, salt: int, start: int, count: int, cache) -> np.ndarray:
+  """Elements start .. start+count-1 of the endless stream of ``cache(salt, epoch)``, the seeded
+  permutations (each of ``length`` indices) of pool ``salt``."""
   positions = np.arange(start, start + count)
-  epochs, offsets = np.divmod(positions, len(indices))
+  epochs, offsets = np.divmod(positions, length)
   out = np.empty(count, np.int64)
   for epoch in np.unique(epochs):
     chosen = epochs == epoch
@@ -131,7 +132,7 @@ def ccvae_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
     supervised = every_batch or is_supervised(i, rate)
     # the how-many-th batch of its kind this is: its position in that kind's stream
     nth = (i if every_batch else supervised_before(i, rate)) if supervised else i - supervised_before(i, rate)
-    chosen = _stream(pools[int(supervised)], seed, int(supervised), nth * global_batch + first, per_process,
+    chosen = _stream(len(pools[int(supervised)]), int(supervised), nth * global_batch + first, per_process,
                      permutation)
     return {"image": images[chosen], "label": labels[chosen] * np.float32(supervised),
             "supervised": np.full(per_process, supervised)}
