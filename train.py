@@ -4,6 +4,9 @@
   python train.py --config configs/vaegan_celeba.py --workdir runs/celeba
   python train.py --config configs/vae_celeba.py --config.train.num_steps=2000
 
+  # one of two processes (run the same command with --process_id=1 elsewhere):
+  python train.py --coordinator_address=host0:1234 --num_processes=2 --process_id=0
+
 Re-running the same command resumes from the workdir's newest checkpoint. SIGTERM or
 Ctrl-C (SIGINT) finish the current step, save a checkpoint and exit 0; bad input exits 1
 with "train.py: error: <what is wrong and how to fix it>" before anything is computed.
@@ -14,11 +17,14 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vaegan_jax import distributed
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 config_flags.DEFINE_config_file("config", os.path.join(_HERE, "configs", "default.py"),
                                 "Config file (configs/*.py), optionally ':smoke'.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, images "
                     "(default: runs/<method>_<dataset>).")
+distributed.define_flags()
 FLAGS = flags.FLAGS
 
 
@@ -45,6 +51,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  distributed.initialize_from_flags("train.py")  # before anything touches a device
   import jax  # pylint: disable=import-outside-toplevel
   from vaegan_jax import trainer  # pylint: disable=import-outside-toplevel
   if FLAGS.verbosity == 0:  # orbax and tfds log every file they touch at INFO
@@ -58,7 +65,7 @@ def main(argv):
     if FLAGS.verbosity > 0:
       raise
     raise SystemExit(f"train.py: error: {e}\n(--verbosity=1 shows the traceback)") from None
-  if int(state.step) >= config.train.num_steps:
+  if int(state.step) >= config.train.num_steps and distributed.is_primary():
     print(f"done: {workdir}")
 
 

@@ -17,8 +17,12 @@ DATA_AXIS = "data"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh named ``"data"`` over ``devices`` (default: every device of every process)."""
-  devices = list(jax.devices() if devices is None else devices)
+  """A 1-D mesh named ``"data"`` over ``devices`` (default: every device of every process).
+
+  Devices are ordered by process, then id, so that each process's devices hold one
+  contiguous block of the batch axis: process p's rows ``distributed.process_rows``.
+  """
+  devices = sorted(jax.devices() if devices is None else devices, key=lambda d: (d.process_index, d.id))
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
@@ -50,7 +54,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """This process's slice of the global batch -> global arrays sharded on ``"data"``."""
+  """This process's rows of the global batch -> global arrays sharded on ``"data"``.
+
+  Each process passes its own block (``distributed.process_rows``), of shape
+  ``[global_batch / process_count, ...]``; the global array has the full batch.
+  """
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 

@@ -8,6 +8,7 @@ steps and at checkpoints only (no per-step host sync).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -21,7 +22,7 @@ import optax
 from tqdm import tqdm
 
 from vaegan_jax import config as config_lib
-from vaegan_jax import data, images, parallel, preemption
+from vaegan_jax import data, distributed, images, parallel, preemption
 from vaegan_jax import workdir as workdir_lib
 from vaegan_jax.checkpoint import Checkpointer, CheckpointError, abstract_with_sharding
 from vaegan_jax.workdir import WorkdirBusyError
@@ -88,7 +89,7 @@ def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
 # What train.py reports as "error: <message>" (each names the problem and its fix) rather
 # than as a traceback; anything else is a bug and keeps its traceback.
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, data.DataError, WorkdirBusyError, CheckpointError,
-                   FloatingPointError)
+                   FloatingPointError, distributed.PeerError)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -161,7 +162,11 @@ def _window_means(host: list[dict]) -> dict[str, float]:
 
 
 class _ImageLogger:
-  """Writes reconstruction and prior-sample grids of fixed test images and fixed z."""
+  """Writes reconstruction and prior-sample grids of fixed test images and fixed z.
+
+  Process 0 only: it computes on its own replica of the state (one local device), so the
+  other processes take no part.
+  """
 
   def __init__(self, run: Run, workdir: str, writer: MetricWriter):
     rows = run.config.train.num_image_rows
@@ -176,6 +181,7 @@ class _ImageLogger:
     self._sample = jax.jit(functools.partial(run.method.sample, run.models))
 
   def __call__(self, step: int, state) -> None:
+    state = jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state)
     grids = {"samples": images.make_grid(images.to_uint8(self._sample(state, self.z)), self.columns)}
     if self.has_encoder:
       recon = images.to_uint8(self._reconstruct(state, self.test_images))
@@ -193,7 +199,7 @@ def _resume_point(run: Run, workdir: str):
     (step, state, data_state), all None for a new run.
   """
   directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
+  if not distributed.primary_value(os.path.isdir(directory)):  # every process decides alike
     return None, None, None
   reader = Checkpointer(directory, create=False)
   try:
@@ -221,10 +227,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   * A step with a NaN or infinite loss or gradient is skipped and counted on the device;
     the loop reads the counters once per ``train.log_every`` steps and at each checkpoint.
 
+  With several processes (``jax.distributed``; README "Running on a TPU pod / several GPU
+  hosts") every process calls this with the same arguments: each reads its own rows of
+  every batch, all write and read the checkpoints through orbax, process 0 alone holds the
+  lock and writes metrics, TensorBoard events, images and the progress bar, and a SIGTERM
+  to any process stops all of them after the same step.
+
   Args:
     config: a config from ``configs/*.py``.
     workdir: the run's folder (created if missing).
-    devices: devices of the data mesh (default: all).
+    devices: devices of the data mesh (default: all devices of all processes).
 
   Returns:
     The final train state (or the state at the step where a signal stopped the run).
@@ -237,12 +249,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     CheckpointError: the newest checkpoint cannot be read (the message offers the previous one).
     DivergedError: ``train.max_consecutive_nonfinite`` non-finite steps in a row (the last good
       checkpoint is kept).
+    distributed.PeerError: (several processes) process 0 failed to set up; its output says why.
   """
-  run = setup(config, devices)
-  workdir_lib.check_free(workdir)
+  def check() -> Run:  # process 0 first: it prepares the dataset files and probes the lock it will hold
+    run = setup(config, devices)
+    if distributed.is_primary():
+      workdir_lib.check_free(workdir)
+    return run
+
+  run = distributed.primary_first(check, "setting up the run")
+  primary = distributed.is_primary()
   latest, state, data_state = _resume_point(run, workdir)
   tc = config.train
-  with workdir_lib.WorkdirLock(workdir), preemption.StopRequest() as stop:
+  lock = workdir_lib.WorkdirLock(workdir) if primary else contextlib.nullcontext()
+  with lock, preemption.StopRequest() as stop:
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
     writer = None
     try:
@@ -251,31 +271,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         state, data_state = _read_checkpoint(run, checkpointer, latest, workdir)
       if latest is None:
         state = run.init_state()
-      else:
+      elif primary:
         print(f"resuming from step {latest} in {workdir}", flush=True)
       start = int(state.step)
       batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state,
                                     dataset=run.method.train_dataset)
       train_step = parallel.jit_train_step(
           run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
-      writer = MetricWriter(workdir, resume_step=start)  # drops what a killed run logged after `start`
-      log_images = _ImageLogger(run, workdir, writer)
+      if primary:
+        writer = MetricWriter(workdir, resume_step=start)  # drops what a killed run logged after `start`
+      log_images = _ImageLogger(run, workdir, writer) if primary else None
       config_json = config_lib.to_json(config)
       state = _loop(run, state, start, batches, train_step, checkpointer, writer, log_images, config_json, stop)
     finally:  # an in-flight asynchronous save completes even when the loop raises
       checkpointer.close()
       if writer is not None:
         writer.close()
-  if stop.requested:
+  if stop.requested:  # every process says so: with several, they all stop after the same step
     saved = checkpointer.latest_step()
-    print(f"stopped by {stop.requested} after step {int(state.step)}; "
+    who = f"process {jax.process_index()}/{jax.process_count()}: " if jax.process_count() > 1 else ""
+    print(f"{who}stopped by {stop.requested} after step {int(state.step)}; "
           + (f"checkpoint {saved} is saved in {checkpointer.directory}" if saved is not None else "no step to save")
           + ". Run the same command again to resume.", flush=True)
   return state
 
 
-def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkpointer, writer: MetricWriter,
-          log_images: "_ImageLogger", config_json: dict, stop: preemption.StopRequest):
+def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkpointer, writer: MetricWriter | None,
+          log_images: "_ImageLogger | None", config_json: dict, stop: preemption.StopRequest):
+  """Steps ``start + 1`` to ``train.num_steps``; ``writer`` and ``log_images`` are None except on process 0."""
   config, tc = run.config, run.config.train
   pending: list[tuple[int, dict]] = []
   last_time, last_step, saved = time.perf_counter(), start, start
@@ -287,6 +310,8 @@ def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkp
     means["train/images_per_second"] = (step - last_step) * tc.batch_size / (now - last_time)
     means["train/epoch"] = step / run.steps_per_epoch
     last_time, last_step, pending = now, step, []
+    if writer is None:
+      return
     writer.write_scalars(step, means)
     bar.set_postfix({"img/s": f"{means['train/images_per_second']:.1f}",
                      **{k.split("/")[1]: f"{v:.3g}" for k, v in means.items()
@@ -301,19 +326,19 @@ def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkp
     saved = step
 
   with tqdm(total=tc.num_steps, initial=start, desc=f"{config.method}/{config.data.name}",
-            unit="step", dynamic_ncols=True, mininterval=1.0) as bar:
+            unit="step", dynamic_ncols=True, mininterval=1.0, disable=writer is None) as bar:
     for step in range(start + 1, tc.num_steps + 1):
-      if stop.requested:
-        break
       state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
       pending.append((step, metrics))
       if step % tc.log_every == 0 or step == tc.num_steps:
         log(step)
-      if step % tc.image_every == 0 or step == tc.num_steps:
+      if log_images is not None and (step % tc.image_every == 0 or step == tc.num_steps):
         log_images(step, state)
       if step % config.checkpoint.every_steps == 0 or step == tc.num_steps:
         save(step)
       bar.update(1)
+      if stop.reached(step):
+        break
     step = int(state.step)
     if stop.requested and step != saved:  # preempted between checkpoints
       if pending:

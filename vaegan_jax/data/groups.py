@@ -20,10 +20,10 @@ from __future__ import annotations
 import functools
 
 import grain
-import jax
 import ml_collections
 import numpy as np
 
+from vaegan_jax import distributed
 from vaegan_jax.data import pipeline
 
 GROUP_FEATURES = ("label", "identity")
@@ -92,10 +92,8 @@ def group_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
   if global_batch % k:
     raise ValueError(f"config.train.batch_size={global_batch} is not a whole number of groups of "
                      f"config.mlvae.group_size={k}: set --config.train.batch_size to a multiple of {k}")
-  processes = jax.process_count()
   num_groups = global_batch // k
-  if num_groups % processes:
-    raise ValueError(f"the {num_groups} groups of a batch do not split over {processes} processes")
+  first, per_process = distributed.process_rows(num_groups)
   arrays = pipeline.split_arrays(config, config.data.train_split)
   values = group_values(arrays, config.mlvae.group_by, config.data.name)
   images = arrays["image"]
@@ -105,8 +103,6 @@ def group_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
                      f"fewer than the {num_groups} of a batch: lower --config.train.batch_size or "
                      "--config.mlvae.group_size")
   steps_per_epoch = available // num_groups   # the groups left over are reshuffled next epoch
-  per_process = num_groups // processes
-  first = jax.process_index() * per_process
   groups_of = functools.lru_cache(maxsize=2)(lambda epoch: epoch_groups(values, k, seed, epoch))
 
   def batch(i: int, _) -> dict[str, np.ndarray]:

@@ -11,7 +11,6 @@ index. The iterator position stored in a checkpoint therefore resumes the stream
 from __future__ import annotations
 
 import grain
-import jax
 import ml_collections
 import numpy as np
 
@@ -84,25 +83,19 @@ def aae_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: int)
     ValueError: no labels, an empty normal class, a bad ``num_labels``, or a batch that does
       not split over processes or exceeds the (one-class) training split.
   """
-  processes = jax.process_count()
-  if global_batch % processes:
-    raise ValueError(f"global batch {global_batch} does not split over {processes} processes")
   arrays = train_arrays(config)
   images, labels = arrays["image"], arrays["label"]
-  per_process = global_batch // processes
-  ds = grain.MapDataset.range(len(labels)).shuffle(seed=seed)[jax.process_index()::processes]
-  if len(ds) < per_process:
-    raise ValueError(f"batch {per_process} per process exceeds the {len(ds)} training examples "
+  if len(labels) < global_batch:
+    raise ValueError(f"batch {global_batch} exceeds the {len(labels)} training examples "
                      f"(normal_class={config.aae.normal_class}); lower --config.train.batch_size")
-  ds = ds.repeat()
+  order = grain.MapDataset.range(len(labels)).shuffle(seed=seed).repeat()
   if config.method == "semi_aae":
     subset = labelled_subset(labels, config.aae.num_labels, config.seed)
+    pairs = order.random_map(lambda i, rng: (int(i), int(subset[int(rng.integers(len(subset)))])), seed=seed)
 
-    def with_label(i, rng: np.random.Generator):
-      j = subset[int(rng.integers(len(subset)))]
+    def read(rows):
+      i, j = rows
       return {"image": images[i], "label": labels[i], "labelled_image": images[j], "labelled_label": labels[j]}
 
-    ds = ds.random_map(with_label, seed=seed)
-  else:
-    ds = ds.map(lambda i: {"image": images[i], "label": labels[i]})
-  return ds.batch(per_process, drop_remainder=True)
+    return pipeline.process_share(pairs, global_batch).map(read)
+  return pipeline.process_share(order, global_batch).map(lambda i: {"image": images[i], "label": labels[i]})

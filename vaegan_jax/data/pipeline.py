@@ -16,11 +16,11 @@ import hashlib
 import os
 
 import grain
-import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from vaegan_jax import distributed
 from vaegan_jax.data import builders  # importing registers mnist5k and celeba64 with tfds
 
 DATA_ENV = "VAEGAN_DATA_DIR"
@@ -172,27 +172,50 @@ def example(record: dict) -> dict[str, np.ndarray]:
   return out
 
 
+def process_share(indices: grain.MapDataset, global_batch: int) -> grain.MapDataset:
+  """Cuts a stream of example indices into global batches and keeps this process's rows of each.
+
+  Args:
+    indices: a dataset of ints, or of tuples of ints (e.g. triplets); one global batch is
+      ``global_batch`` consecutive elements (within one epoch of a finite dataset).
+    global_batch: ``config.train.batch_size``.
+
+  Returns:
+    A dataset whose element i holds rows ``[first, first + b)`` of global batch i
+    (``distributed.process_rows``): i64[b], or a tuple of i64[b]. With one process, the whole
+    batch. Only the indices of the other processes' rows are computed, never their images.
+  """
+  first, count = distributed.process_rows(global_batch)
+
+  def rows(batch):
+    return tuple(b[first:first + count] for b in batch) if isinstance(batch, tuple) else batch[first:first + count]
+
+  return indices.batch(global_batch, drop_remainder=True).map(rows)
+
+
 def train_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: int) -> grain.MapDataset:
   """An infinite, indexable dataset of this process's share of each global batch.
 
   Element i is batch i of the run: ``{"image": u8[b, h, w, c], ...}`` with
-  ``b = global_batch / jax.process_count()``. Each epoch is a fresh seeded permutation
-  (grain reseeds ``shuffle`` per repetition); the incomplete last batch is dropped.
+  ``b = global_batch / jax.process_count()``, rows ``process_rows(global_batch)`` of the
+  global batch. Each epoch is a fresh seeded permutation (grain's ``shuffle`` reseeds per
+  epoch, as ``repeat`` passes the epoch on); the incomplete last batch is dropped.
 
   Raises:
     ValueError: the global batch does not split over processes, or exceeds the split.
   """
-  processes = jax.process_count()
-  if global_batch % processes:
-    raise ValueError(f"global batch {global_batch} does not split over {processes} processes")
   builder = prepare(config)
   source = builder.as_data_source(split=config.data.train_split)
-  per_process = global_batch // processes
-  ds = grain.MapDataset.source(source).shuffle(seed=seed)[jax.process_index()::processes]
-  if len(ds) < per_process:
-    raise ValueError(f"batch {per_process} per process exceeds the {len(ds)} examples of "
+  if len(source) < global_batch:
+    raise ValueError(f"batch {global_batch} exceeds the {len(source)} examples of "
                      f"{config.data.name}:{config.data.train_split}; lower --config.train.batch_size")
-  return ds.map(example).batch(per_process, drop_remainder=True).repeat()
+  order = grain.MapDataset.range(len(source)).shuffle(seed=seed)
+
+  def read(rows: np.ndarray) -> dict[str, np.ndarray]:
+    examples = [example(r) for r in source.__getitems__([int(i) for i in rows])]
+    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+  return process_share(order, global_batch).repeat().map(read)
 
 
 def train_iterator(config: ml_collections.ConfigDict, global_batch: int, seed: int,

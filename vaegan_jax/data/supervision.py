@@ -22,10 +22,10 @@ import fractions
 import functools
 
 import grain
-import jax
 import ml_collections
 import numpy as np
 
+from vaegan_jax import distributed
 from vaegan_jax.data import pipeline
 
 
@@ -109,9 +109,7 @@ def ccvae_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
   Raises:
     ValueError: the batch does not split over processes, or a label the dataset lacks.
   """
-  processes = jax.process_count()
-  if global_batch % processes:
-    raise ValueError(f"global batch {global_batch} does not split over {processes} processes")
+  first, per_process = distributed.process_rows(global_batch)
   arrays = pipeline.split_arrays(config, config.data.train_split)
   info = pipeline.dataset_info(config)
   labels = label_matrix(arrays, config.ccvae.labels, info.attribute_names, config.data.name)
@@ -121,8 +119,6 @@ def ccvae_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
   unlabelled = np.setdiff1d(np.arange(n), labelled)
   every_batch = config.ccvae.objective == "classifier" or not len(unlabelled)
   pools = (unlabelled, labelled)
-  per_process = global_batch // processes
-  first = jax.process_index() * per_process
 
   @functools.lru_cache(maxsize=64)
   def permutation(salt: int, epoch: int) -> np.ndarray:

@@ -14,7 +14,6 @@ seeded set of test triplets drawn evenly per anchor class (``eval_triplets``).
 from __future__ import annotations
 
 import grain
-import jax
 import ml_collections
 import numpy as np
 
@@ -78,9 +77,6 @@ def triplet_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: 
   Raises:
     ValueError: the dataset has no labels, or the batch does not split over processes.
   """
-  processes = jax.process_count()
-  if global_batch % processes:
-    raise ValueError(f"global batch {global_batch} does not split over {processes} processes")
   arrays = pipeline.split_arrays(config, config.data.train_split)
   labels = labels_of(arrays, config.data.name)
   images = arrays["image"]
@@ -90,11 +86,10 @@ def triplet_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: 
     positive, negative = draw(int(anchor), labels, by_class, rng)
     return int(anchor), positive, negative
 
-  def read(triplet):
-    a, p, n = triplet
+  def read(triplets):
+    a, p, n = triplets
     return {"anchor": images[a], "positive": images[p], "negative": images[n],
             "label": labels[a], "negative_label": labels[n]}
 
-  per_process = global_batch // processes
-  ds = grain.MapDataset.range(len(labels)).shuffle(seed=seed)[jax.process_index()::processes]
-  return ds.repeat().random_map(pick, seed=seed).map(read).batch(per_process, drop_remainder=True)
+  anchors = grain.MapDataset.range(len(labels)).shuffle(seed=seed).repeat()
+  return pipeline.process_share(anchors.random_map(pick, seed=seed), global_batch).map(read)

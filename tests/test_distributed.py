@@ -1,0 +1,136 @@
+"""Several processes, one run (jax.distributed): the launch settings, and train.py as 2 processes x 4
+CPU devices (collectives through gloo) against one process with 8 devices, with preemption and resume."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from vaegan_jax import distributed, evaluation
+
+
+# --- Settings: flags, environment and clusters -----------------------------------------------------
+
+def test_a_single_process_starts_nothing():
+  assert distributed.settings(env={}) is None
+  assert distributed.settings(env={"SLURM_NTASKS": "1", "OMPI_COMM_WORLD_SIZE": "1"}) is None
+
+
+def test_flags_win_over_the_environment_and_missing_values_are_left_to_jax():
+  env = {"JAX_COORDINATOR_ADDRESS": "h0:99", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+  assert distributed.settings(env=env) == {"coordinator_address": "h0:99", "num_processes": 4, "process_id": 3}
+  assert distributed.settings(coordinator_address="h1:5", process_id=1, env=env) == {
+      "coordinator_address": "h1:5", "num_processes": 4, "process_id": 1}
+  assert distributed.settings(process_id=2, env={}) == {"process_id": 2}
+  # --distributed alone, or a Slurm / Open MPI job of several tasks: JAX discovers everything
+  assert distributed.settings(distributed=True, env={}) == {}
+  assert distributed.settings(env={"SLURM_NTASKS": "16"}) == {}
+  assert distributed.settings(env={"OMPI_COMM_WORLD_SIZE": "2"}) == {}
+
+
+def test_bad_settings_are_clear_errors():
+  with pytest.raises(ValueError, match=r"process id 2 is not in \[0, 2\).*--process_id from 0 to 1"):
+    distributed.settings(num_processes=2, process_id=2, env={})
+  with pytest.raises(ValueError, match=r"\$JAX_PROCESS_ID='one' is not an integer"):
+    distributed.settings(env={"JAX_PROCESS_ID": "one"})
+
+
+def test_one_process_reads_the_whole_batch_and_runs_shared_steps_itself():
+  assert distributed.process_rows(48) == (0, 48)
+  assert distributed.primary_value(7) == 7
+  assert distributed.primary_first(lambda: "ran", "a step") == "ran"
+  assert distributed.is_primary()
+
+
+# --- train.py as 2 processes x 4 devices ------------------------------------------------------------
+
+# Adam's and RMSProp's eps=1e-8 turn the all-reduce's float reordering (1e-7) into full-size updates
+# of near-zero gradient entries; eps=1 keeps updates near-linear in the gradient, so that the
+# comparison measures the parallelism (as in test_parallel.py).
+SMOKE = ["train.py", "--config", "configs/default.py:smoke", "--config.optim.encoder.eps=1",
+         "--config.optim.decoder.eps=1", "--config.optim.discriminator.eps=1",
+         "--config.checkpoint.every_steps=1000", "--config.train.image_every=1000"]
+
+
+def _env(tfds_dir: str, devices: int) -> dict:
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return {**env, "TFDS_DATA_DIR": tfds_dir, "JAX_NUM_CPU_DEVICES": str(devices), "PYTHONUNBUFFERED": "1"}
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _start_two(workdir, steps: int, tfds_dir: str, logs) -> list[subprocess.Popen]:
+  port = _free_port()
+  return [subprocess.Popen([sys.executable, *SMOKE, f"--workdir={workdir}", f"--config.train.num_steps={steps}",
+                            f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+                           stdout=logs[i], stderr=subprocess.STDOUT, env=_env(tfds_dir, 4), cwd=REPO)
+          for i in range(2)]
+
+
+def _wait(procs, logs, timeout=600) -> list[str]:
+  deadline = time.time() + timeout
+  for p in procs:
+    try:
+      p.wait(timeout=max(1, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+  texts = [open(log.name, encoding="utf-8", errors="replace").read() for log in logs]
+  for p, text in zip(procs, texts):
+    assert p.returncode == 0, text[-3000:]
+  return texts
+
+
+def _logged_steps(workdir) -> list[int]:
+  path = workdir / "metrics.jsonl"
+  return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_with_8_devices(tfds_dir, tmp_path):
+  workdir = tmp_path / "two"
+  logs = [open(tmp_path / f"process{i}.log", "w+", encoding="utf-8") for i in range(2)]
+  # 1. A long run; once it has trained a few steps, process 1 alone gets the preemption notice.
+  procs = _start_two(workdir, 10_000, tfds_dir, logs)
+  deadline = time.time() + 600
+  while not [s for s in _logged_steps(workdir) if s >= 2] and time.time() < deadline and procs[0].poll() is None:
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)
+  texts = _wait(procs, logs)
+  saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints"))
+  assert len(saved) == 1 and 2 <= saved[0] < 10_000, saved       # the preemption checkpoint only
+  stop = saved[0]
+  for i, text in enumerate(texts):   # both processes stopped after the same step, with a checkpoint
+    assert f"process {i}/2: stopped by SIGTERM after step {stop}; checkpoint {stop} is saved" in text, text[-2000:]
+  assert max(_logged_steps(workdir)) <= stop
+  # only process 0 writes logs and images (one TensorBoard writer)
+  assert len(list((workdir / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+  # 2. The same command, two steps further: both processes resume from the checkpoint.
+  final = stop + 2
+  logs = [open(tmp_path / f"resume{i}.log", "w+", encoding="utf-8") for i in range(2)]
+  texts = _wait(_start_two(workdir, final, tfds_dir, logs), logs)
+  assert f"resuming from step {stop}" in texts[0] and "done:" in texts[0]
+  assert "done:" not in texts[1]
+
+  # 3. One process with all 8 devices, straight to the same step, on the same data.
+  single = tmp_path / "one"
+  out = subprocess.run([sys.executable, *SMOKE, f"--workdir={single}", f"--config.train.num_steps={final}"],
+                       capture_output=True, text=True, env=_env(tfds_dir, 8), cwd=REPO, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  _, two, _ = evaluation.restore_run(str(workdir), final)
+  _, one, _ = evaluation.restore_run(str(single), final)
+  assert int(two.step) == int(one.step) == final
+  for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one), strict=True):   # params, batch stats, optimizer
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
