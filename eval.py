@@ -8,14 +8,21 @@ Writes WORKDIR/eval/<step>/metrics.json and reconstructions.png, samples.png,
 interpolation.png (and attribute_arithmetic.png on CelebA). The run is restored with the
 config it was trained with. The domain classifier that scores samples is trained once per
 dataset and cached in $VAEGAN_CACHE_DIR (default ~/.cache/vaegan_jax). See README "Evaluation".
+
+Started as one process of several (the flags of train.py: --coordinator_address,
+--num_processes, --process_id, --distributed), process 0 evaluates on its own devices and
+the others wait for it: evaluation is small next to training, and one writer is simplest.
 """
 
 from absl import app, flags, logging
+
+from vaegan_jax import distributed
 
 flags.DEFINE_string("workdir", None, "A train.py --workdir to evaluate.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 flags.DEFINE_list("compare", None, "Comma-separated workdirs to evaluate and compare in one table.")
 flags.DEFINE_string("out", "runs/comparison", "With --compare: folder for comparison.md and comparison.png.")
+distributed.define_flags()
 FLAGS = flags.FLAGS
 
 
@@ -26,6 +33,22 @@ def main(argv):
     raise app.UsageError("give either --workdir W (one run) or --compare W1,W2,... (a table)")
   if FLAGS.verbosity == 0:
     logging.set_verbosity(logging.WARNING)
+  if not distributed.initialize_from_flags("eval.py"):
+    evaluate()
+    return
+  error = None
+  if distributed.is_primary():
+    try:
+      evaluate()
+    except SystemExit as e:
+      error = e
+  failure = distributed.primary_says("" if error is None else str(error.code))  # the others wait here
+  if failure:
+    raise error or SystemExit(f"process 0 failed: {failure}")
+
+
+def evaluate():
+  """eval.py's work, in one process: a table (--compare) or one run's metrics and figures."""
   from vaegan_jax import evaluation, trainer  # pylint: disable=import-outside-toplevel
   try:
     if FLAGS.compare:

@@ -134,3 +134,30 @@ def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_wit
   assert int(two.step) == int(one.step) == final
   for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one), strict=True):   # params, batch stats, optimizer
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+# --- Each process's rows: every method's batches, cut as 2 processes would read them ---------------
+
+@pytest.mark.parametrize("name", ["default", "tvae_mnist", "semi_aae_mnist", "mlvae_mnist", "ccvae_mnist"])
+def test_two_processes_read_disjoint_blocks_that_make_the_single_process_batch(name, tfds_dir, monkeypatch):
+  from tests.conftest import load_config
+  from vaegan_jax import methods
+  c = load_config(name)
+  c.data.data_dir = tfds_dir
+  c.data.train_split = "train[:400]"   # a small pool keeps the test fast; batch 300 is in epoch 13
+  c.train.batch_size = 16
+  dataset = methods.get(c.method).train_dataset
+  steps = (0, 1, 7, 300)
+  whole = [dataset(c, 16, seed=5)[i] for i in steps]
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  shares = []
+  for p in range(2):
+    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
+    assert distributed.process_rows(16) == (8 * p, 8)
+    shares.append([dataset(c, 16, seed=5)[i] for i in steps])
+  for i, batch in enumerate(whole):
+    assert set(shares[0][i]) == set(batch)
+    for key, value in batch.items():
+      half = len(value) // 2   # ML-VAE's leading axis is groups: 4 groups of 4 digits
+      assert len(shares[0][i][key]) == len(shares[1][i][key]) == half, key
+      np.testing.assert_array_equal(np.concatenate([shares[0][i][key], shares[1][i][key]]), value, err_msg=key)

@@ -31,15 +31,21 @@ class Checkpointer:
     create: open as the run's writer: create ``directory`` if missing and delete temporary
       folders of saves that a killed writer left unfinished. False for read-only use
       (evaluation, checks before the workdir lock is taken), which changes nothing on disk.
+    alone: this process alone uses the checkpoints (evaluation on process 0 of several):
+      no barrier waits for the other processes. By default, with ``jax.distributed``,
+      every process must open, save and restore together, as orbax expects.
   """
 
-  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True, create: bool = True):
+  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True, create: bool = True,
+               alone: bool = False):
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                              cleanup_tmp_directories=create,
-                                             enable_async_checkpointing=async_save))
+                                             enable_async_checkpointing=async_save,
+                                             multiprocessing_options=this_process() if alone else
+                                             ocp.options.MultiprocessingOptions()))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -109,6 +115,12 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def this_process() -> ocp.options.MultiprocessingOptions:
+  """Orbax options for files that only this process reads or writes (no cross-process barrier)."""
+  return ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                            active_processes={jax.process_index()})
 
 
 def abstract_with_sharding(tree: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -16,13 +16,12 @@ stops all of them after the same step (``preemption.StopRequest``).
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Callable, TypeVar
 
 import jax
-import numpy as np
 from absl import flags
-from jax.experimental import multihost_utils
 
 T = TypeVar("T")
 
@@ -137,15 +136,39 @@ def process_rows(global_batch: int) -> tuple[int, int]:
   return jax.process_index() * count, count
 
 
+# How long the other processes wait for process 0 (preparing a large dataset, an evaluation).
+WAIT_FOR_PRIMARY_S = 6 * 3600
+_messages = itertools.count()
+
+
+def _client():
+  # JAX offers no public handle on its coordination-service client; orbax reads it the same way.
+  return jax._src.distributed.global_state.client  # pylint: disable=protected-access
+
+
+def primary_says(text: str) -> str:
+  """Process 0's ``text`` on every process; all must call this in the same order.
+
+  Passed through the coordination service's key-value store, not a device collective:
+  the others may wait for process 0 for hours (``WAIT_FOR_PRIMARY_S``), where a collective
+  on CPU (gloo) gives up after 30 seconds. Process 0 does not wait.
+  """
+  if jax.process_count() == 1:
+    return text
+  key = f"vaegan_jax/primary_says/{next(_messages)}"
+  if is_primary():
+    _client().key_value_set(key, text)
+    return text
+  return _client().blocking_key_value_get(key, WAIT_FOR_PRIMARY_S * 1000)
+
+
 def primary_value(value: int) -> int:
-  """Process 0's ``value`` on every process (a collective: all must call it at the same point).
+  """Process 0's integer ``value`` on every process (``primary_says``).
 
   For decisions taken from shared files that another process may change at any moment, such
   as whether the checkpoint folder exists yet: every process then takes the same path.
   """
-  if jax.process_count() == 1:
-    return value
-  return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+  return int(primary_says(str(int(value))))
 
 
 class PeerError(RuntimeError):
@@ -172,9 +195,9 @@ def primary_first(fn: Callable[[], T], name: str) -> T:
       out = fn()
     except Exception as e:  # pylint: disable=broad-except  # re-raised below, after telling the others
       error = e
-  failed = bool(primary_value(error is not None))
+  failure = primary_says("" if error is None else f"{type(error).__name__}: {error}")
   if error is not None:
     raise error
-  if failed:
-    raise PeerError(f"process 0 failed in {name} (its output says why), so process {jax.process_index()} stops too")
+  if failure:
+    raise PeerError(f"process 0 failed in {name}, so process {jax.process_index()} stops too. Its error: {failure}")
   return out if is_primary() else fn()

@@ -26,6 +26,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from vaegan_jax import checkpoint
+
 CACHE_ENV = "VAEGAN_CACHE_DIR"
 _VERSION = "classifier-v1"  # bump when the architecture or training changes: old caches are ignored
 
@@ -217,7 +219,7 @@ def load_or_train(dataset: str, kind: str, output_names: Sequence[str], train_im
     if meta.get("data_sha256") != digest:
       meta = None
   if meta is not None:
-    with ocp.StandardCheckpointer() as ckpt:
+    with ocp.StandardCheckpointer(multiprocessing_options=checkpoint.this_process()) as ckpt:
       params = ckpt.restore(os.path.join(path, "params"), abstract)
   else:
     params = train(kind, train_images, train_targets, len(output_names), epochs, seed)
@@ -225,8 +227,8 @@ def load_or_train(dataset: str, kind: str, output_names: Sequence[str], train_im
     if os.path.exists(params_dir):  # a previous attempt died before writing meta.json
       import shutil  # pylint: disable=import-outside-toplevel
       shutil.rmtree(params_dir)
-    with ocp.StandardCheckpointer() as ckpt:
-      ckpt.save(params_dir, params)
+    with ocp.StandardCheckpointer(multiprocessing_options=checkpoint.this_process()) as ckpt:
+      ckpt.save(params_dir, jax.device_get(params))  # numpy: orbax refuses host-local jax.Arrays with several processes
       ckpt.wait_until_finished()
     probe = DomainClassifier(kind, tuple(output_names), params, 0.0, 0.0, digest, path)
     probs, _ = predict(probe, test_images)

@@ -62,7 +62,7 @@ def restore_run(workdir: str, step: int | None = None):
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"{workdir} has no checkpoints/ folder: is it a train.py --workdir?")
-  checkpointer = Checkpointer(directory, create=False)
+  checkpointer = Checkpointer(directory, create=False, alone=True)
   try:
     saved = checkpointer.all_steps()
     step = checkpointer.latest_step() if step is None else step
@@ -78,7 +78,7 @@ def restore_run(workdir: str, step: int | None = None):
       raise ValueError(f"the config saved with checkpoint {step} in {directory} cannot be read "
                        f"({type(e).__name__}: {str(e)[:300]}); {hint}") from e
     try:
-      run = trainer.setup(config)  # FileNotFoundError (e.g. missing data) passes as it is
+      run = trainer.setup(config, jax.local_devices())  # FileNotFoundError (e.g. missing data) passes as it is
     except ValueError as e:
       raise ValueError(f"the run in {workdir} (method {config.method!r}, data {config.data.name!r}) "
                        f"cannot be rebuilt by this version: {e}") from e
@@ -882,7 +882,7 @@ def compare(workdirs: list[str], out: str) -> str:
   for workdir in workdirs:
     steps = []
     if os.path.isdir(os.path.join(workdir, "checkpoints")):
-      checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
+      checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), create=False, alone=True)
       steps = checkpointer.all_steps()
       checkpointer.close()
     done = os.path.join(workdir, "eval", str(steps[-1]), "metrics.json") if steps else ""
