@@ -15,6 +15,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="vaegan_jax_xla_cache_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+# pytest runs two worker processes (pyproject: -n 2); on a GPU machine each would otherwise
+# reserve 75% of its memory for JAX at start.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # Domain classifiers that eval tests train are cached for the session (not in ~/.cache); tests
 # that check the caching itself pass their own folder.
 os.environ.setdefault("VAEGAN_CACHE_DIR", tempfile.mkdtemp(prefix="vaegan_jax_cache_"))

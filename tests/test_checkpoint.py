@@ -28,19 +28,6 @@ def test_round_trip_restores_the_exact_state(smoke_config, tmp_path):
     Checkpointer(str(tmp_path / "ckpt")).restore(7, run.abstract_state())
 
 
-def test_two_n_steps_equal_n_steps_restart_n_steps(smoke_config, tmp_path):
-  c = smoke_config
-  c.checkpoint.every_steps = 2
-  c.train.num_steps = 4
-  straight = trainer.train_and_evaluate(c, str(tmp_path / "straight"))
-  c.train.num_steps = 2
-  trainer.train_and_evaluate(c, str(tmp_path / "resumed"))
-  c.train.num_steps = 4
-  resumed = trainer.train_and_evaluate(c, str(tmp_path / "resumed"))
-  assert int(straight.step) == int(resumed.step) == 4
-  _leaves_equal(straight, resumed)   # bit-identical
-
-
 def test_resume_refuses_a_workdir_of_another_model(smoke_config, tmp_path):
   c = smoke_config
   c.train.num_steps = 3
