@@ -47,6 +47,18 @@ def test_domain_classifier_learns_caches_and_retrains_only_on_new_data(tmp_path,
                                     epochs=3, cache_dir=str(tmp_path))
 
 
+def test_a_cache_entry_appears_whole_once_and_replaces_a_killed_writers_leftovers(tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  path = str(tmp_path / "classifiers" / "blobs-0123")
+  os.makedirs(os.path.join(path, "params"))    # a writer killed before its meta.json
+  domain_classifier._store(path, {"w": np.arange(3.0)}, {"test_accuracy": 0.5})
+  domain_classifier._store(path, {"w": np.ones(3)}, {"test_accuracy": 0.9})   # a second writer: the first stays
+  assert json.loads((tmp_path / "classifiers" / "blobs-0123" / "meta.json").read_text()) == {"test_accuracy": 0.5}
+  with ocp.StandardCheckpointer() as ckpt:
+    np.testing.assert_array_equal(ckpt.restore(os.path.join(path, "params"))["w"], np.arange(3.0))
+  assert os.listdir(tmp_path / "classifiers") == ["blobs-0123"]   # no temporary folder is left
+
+
 def test_saved_config_gets_defaults_for_newer_keys_and_rejects_unknown_ones():
   saved = config_lib.to_json(config_lib.base_config())
   del saved["eval"]

@@ -17,6 +17,8 @@ import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 from typing import Sequence
 
 import flax.linen as nn
@@ -184,6 +186,32 @@ def default_cache_dir() -> str:
   return os.path.expanduser(os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "vaegan_jax"))
 
 
+def _store(path: str, params, meta: dict) -> None:
+  """Writes a cache entry into a private folder, then renames it to ``path`` in one step.
+
+  Two processes that train the same classifier at once (two eval.py runs, parallel tests)
+  cannot mix their files: the first rename wins and the other's identical entry is dropped.
+  A folder without ``meta.json`` (a writer killed before the rename existed) is replaced.
+  """
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+  try:
+    with ocp.StandardCheckpointer(multiprocessing_options=checkpoint.this_process()) as ckpt:
+      ckpt.save(os.path.join(tmp, "params"), jax.device_get(params))  # numpy: orbax refuses host-local
+      ckpt.wait_until_finished()                                       # jax.Arrays with several processes
+    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+      json.dump(meta, f, indent=1)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "meta.json")):
+      shutil.rmtree(path, ignore_errors=True)
+    os.rename(tmp, path)
+  except OSError:
+    if not os.path.isfile(os.path.join(path, "meta.json")):
+      raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)   # gone after a successful rename; another's entry won otherwise
+
+
 def load_or_train(dataset: str, kind: str, output_names: Sequence[str], train_images: np.ndarray,
                   train_targets: np.ndarray, test_images: np.ndarray, test_targets: np.ndarray,
                   epochs: int, seed: int = 0, cache_dir: str | None = None) -> DomainClassifier:
@@ -223,22 +251,12 @@ def load_or_train(dataset: str, kind: str, output_names: Sequence[str], train_im
       params = ckpt.restore(os.path.join(path, "params"), abstract)
   else:
     params = train(kind, train_images, train_targets, len(output_names), epochs, seed)
-    params_dir = os.path.join(path, "params")
-    if os.path.exists(params_dir):  # a previous attempt died before writing meta.json
-      import shutil  # pylint: disable=import-outside-toplevel
-      shutil.rmtree(params_dir)
-    with ocp.StandardCheckpointer(multiprocessing_options=checkpoint.this_process()) as ckpt:
-      ckpt.save(params_dir, jax.device_get(params))  # numpy: orbax refuses host-local jax.Arrays with several processes
-      ckpt.wait_until_finished()
     probe = DomainClassifier(kind, tuple(output_names), params, 0.0, 0.0, digest, path)
     probs, _ = predict(probe, test_images)
     meta = {"dataset": dataset, "kind": kind, "output_names": list(output_names), "epochs": epochs, "seed": seed,
             "test_accuracy": _accuracy(kind, probs, test_targets),
             "majority_accuracy": _majority_accuracy(kind, train_targets, test_targets),
             "num_train": int(len(train_images)), "num_test": int(len(test_images)), "data_sha256": digest}
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(meta, f, indent=1)
-    os.replace(tmp, meta_path)  # written last: its presence marks a complete cache entry
+    _store(path, params, meta)
   return DomainClassifier(kind, tuple(output_names), params, meta["test_accuracy"], meta["majority_accuracy"],
                           digest, path)
