@@ -1,5 +1,6 @@
-"""Several processes, one run (jax.distributed): the launch settings, and train.py as 2 processes x 4
-CPU devices (collectives through gloo) against one process with 8 devices, with preemption and resume."""
+"""Several processes, one run (jax.distributed): the launch settings, each process's rows of a batch,
+and train.py / eval.py as 2 processes x 4 CPU devices (collectives through gloo) against one process
+with 8 devices, with preemption and resume."""
 
 import json
 import os
@@ -98,7 +99,8 @@ def _logged_steps(workdir) -> list[int]:
   return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_with_8_devices(tfds_dir, tmp_path):
+def _preempt_and_resume(tmp_path, tfds_dir):
+  """Legs 1 and 2 of both tests below; returns (workdir, final step)."""
   workdir = tmp_path / "two"
   logs = [open(tmp_path / f"process{i}.log", "w+", encoding="utf-8") for i in range(2)]
   # 1. A long run; once it has trained a few steps, process 1 alone gets the preemption notice.
@@ -123,6 +125,18 @@ def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_wit
   texts = _wait(_start_two(workdir, final, tfds_dir, logs), logs)
   assert f"resuming from step {stop}" in texts[0] and "done:" in texts[0]
   assert "done:" not in texts[1]
+  return workdir, final
+
+
+def test_two_processes_stop_together_on_sigterm_and_resume(tfds_dir, tmp_path):
+  """The fast variant of the test below (about 1.5 min on 2 cores instead of 3): no reference run."""
+  workdir, final = _preempt_and_resume(tmp_path, tfds_dir)
+  assert sorted(int(s) for s in os.listdir(workdir / "checkpoints"))[-1] == final
+
+
+@pytest.mark.slow   # python -m pytest -m slow
+def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_with_8_devices(tfds_dir, tmp_path):
+  workdir, final = _preempt_and_resume(tmp_path, tfds_dir)
 
   # 3. One process with all 8 devices, straight to the same step, on the same data.
   single = tmp_path / "one"
@@ -134,6 +148,18 @@ def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_wit
   assert int(two.step) == int(one.step) == final
   for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one), strict=True):   # params, batch stats, optimizer
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+  # 4. eval.py as the same 2 processes: process 0 evaluates, process 1 waits for it; both exit 0.
+  port = _free_port()
+  logs = [open(tmp_path / f"eval{i}.log", "w+", encoding="utf-8") for i in range(2)]
+  procs = [subprocess.Popen([sys.executable, "eval.py", f"--workdir={workdir}", f"--coordinator_address=localhost:{port}",
+                             "--num_processes=2", f"--process_id={i}"],
+                            stdout=logs[i], stderr=subprocess.STDOUT, env=_env(tfds_dir, 4), cwd=REPO)
+           for i in range(2)]
+  texts = _wait(procs, logs)
+  assert f"step {final}: method=vaegan" in texts[0] and "step " not in texts[1]
+  results = json.loads((workdir / "eval" / str(final) / "metrics.json").read_text())
+  assert results["step"] == final and results["loss/kl"] == results["loss/kl"]   # written, not NaN
 
 
 # --- Each process's rows: every method's batches, cut as 2 processes would read them ---------------
