@@ -35,6 +35,8 @@ def test_flags_win_over_the_environment_and_missing_values_are_left_to_jax():
   assert distributed.settings(distributed=True, env={}) == {}
   assert distributed.settings(env={"SLURM_NTASKS": "16"}) == {}
   assert distributed.settings(env={"OMPI_COMM_WORLD_SIZE": "2"}) == {}
+  assert distributed.settings(env={"TPU_WORKER_HOSTNAMES": "t1k-0,t1k-1"}) == {}
+  assert distributed.settings(env={"TPU_WORKER_HOSTNAMES": "localhost"}) is None   # one host
 
 
 def test_bad_settings_are_clear_errors():

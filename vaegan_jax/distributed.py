@@ -63,8 +63,8 @@ def settings(distributed: bool = False, coordinator_address: str | None = None, 
 
   Returns:
     None when nothing asks for several processes (no flag, no variable, not a Slurm or Open
-    MPI job of more than one task); else the values given (possibly ``{}``), the missing ones
-    left to JAX's cluster detection.
+    MPI job of more than one task, no ``$TPU_WORKER_HOSTNAMES`` listing several hosts); else
+    the values given (possibly ``{}``), the missing ones left to JAX's cluster detection.
 
   Raises:
     ValueError: a variable is not an integer, or ``process_id`` is outside ``[0, num_processes)``.
@@ -78,7 +78,8 @@ def settings(distributed: bool = False, coordinator_address: str | None = None, 
   if n is not None and i is not None and not 0 <= i < n:
     raise ValueError(f"process id {i} is not in [0, {n}): give each of the {n} processes its own "
                      f"--process_id from 0 to {n - 1}")
-  cluster = any((_env_int(env, name) or 1) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+  cluster = (any((_env_int(env, name) or 1) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+             or "," in env.get("TPU_WORKER_HOSTNAMES", ""))   # a TPU slice of several hosts (GKE sets it)
   return given if (given or distributed or cluster) else None
 
 
@@ -143,7 +144,12 @@ _messages = itertools.count()
 
 def _client():
   # JAX offers no public handle on its coordination-service client; orbax reads it the same way.
-  return jax._src.distributed.global_state.client  # pylint: disable=protected-access
+  client = jax._src.distributed.global_state.client  # pylint: disable=protected-access
+  if client is None:
+    raise RuntimeError(f"this is process {jax.process_index()} of {jax.process_count()}, but JAX's distributed "
+                       "runtime was not started: pass --distributed (or --coordinator_address, --num_processes "
+                       "and --process_id) to every process")
+  return client
 
 
 def primary_says(text: str) -> str:
