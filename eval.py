@@ -23,6 +23,7 @@ flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 flags.DEFINE_list("compare", None, "Comma-separated workdirs to evaluate and compare in one table.")
 flags.DEFINE_string("out", "runs/comparison", "With --compare: folder for comparison.md and comparison.png.")
 distributed.define_flags()
+flags.adopt_module_key_flags(distributed)  # listed by --help, not only --helpfull
 FLAGS = flags.FLAGS
 
 

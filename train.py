@@ -25,6 +25,7 @@ config_flags.DEFINE_config_file("config", os.path.join(_HERE, "configs", "defaul
 flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, images "
                     "(default: runs/<method>_<dataset>).")
 distributed.define_flags()
+flags.adopt_module_key_flags(distributed)  # listed by --help, not only --helpfull
 FLAGS = flags.FLAGS
 
 
