@@ -32,8 +32,9 @@ ENV_ADDRESS, ENV_COUNT, ENV_ID = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
 def define_flags() -> None:
   """Adds ``--distributed``, ``--coordinator_address``, ``--num_processes``, ``--process_id``."""
   flags.DEFINE_bool("distributed", False, "Start JAX's distributed runtime and let it discover its peers "
-                    "(TPU pods, Slurm, Open MPI, Kubernetes). Implied by any of the three flags below, or "
-                    "by a Slurm/Open MPI job of more than one task.")
+                    "(TPU pods, Slurm, Open MPI, Kubernetes). Implied by any of the three flags below, by "
+                    "a Slurm/Open MPI job of more than one task, or by $TPU_WORKER_HOSTNAMES listing "
+                    "several hosts.")
   flags.DEFINE_string("coordinator_address", None, f"host:port of process 0's coordinator (default: ${ENV_ADDRESS}).")
   flags.DEFINE_integer("num_processes", None, f"Processes in the job (default: ${ENV_COUNT}).", lower_bound=1)
   flags.DEFINE_integer("process_id", None, f"This process's id, 0 to num_processes - 1 (default: ${ENV_ID}).",
