@@ -3,9 +3,12 @@
   VAEGAN_DATA_DIR=../shared/data python train.py --config configs/mlvae_mnist.py --workdir runs/mlvae_mnist
   python eval.py --workdir runs/mlvae_mnist
 
-Groups are 16 digits of one class (--config.mlvae.group_size). eval.py reports how well a
-logistic regression reads the digit from the content latent and from the style latent, the
-test ELBO with and without group accumulation, and writes swap and accumulation figures.
+Groups are 32 digits of one class (--config.mlvae.group_size); the likelihood is the public
+port's, a Gaussian of std sqrt(2) on [-1, 1] pixels (--config.loss.llike=bernoulli for the
+sharper, less disentangled Bernoulli decoder). eval.py reports how well a linear probe and the
+port's MLP-on-samples protocol read the digit from the content latent and from the style
+latent, the test ELBO with and without group accumulation, and writes swap and accumulation
+figures.
 Preparing MNIST needs TensorFlow once (pip install -e '.[catalog]'); ``:smoke`` uses the
 embedded mnist5k.
 """

@@ -64,8 +64,9 @@ def test_product_of_gaussians_is_stable_at_extreme_log_variances():
 
 # --- The group ELBO --------------------------------------------------------------------------------
 
-def _setup(groups_, k):
+def _setup(groups_, k, llike="bernoulli"):
   c = load_config("mlvae_mnist")
+  c.loss.llike, c.loss.pixel_log_scale = llike, 0.3466   # pixel: the port's squared error (variance 2 on [-1, 1])
   c.mlvae.group_size = k
   c.train.batch_size = groups_ * k
   validate(c)
@@ -91,15 +92,20 @@ def _elbo_numpy(c, models, state, images, key):
   logits = np.asarray(models["decoder"].apply({"params": state.params["decoder"]}, jnp.asarray(z, jnp.float32),
                                               train=False), np.float64).reshape(g, k, -1)
   target = ((x + 1) / 2).reshape(g, k, -1)
-  nll = np.sum(np.logaddexp(0, logits) - target * logits, -1)                    # [g, k]
+  if c.loss.llike == "bernoulli":
+    nll = np.sum(np.logaddexp(0, logits) - target * logits, -1)                  # [g, k]
+  else:   # Gaussian around the sigmoid decoder's mean, mapped to [-1, 1]
+    scale = np.exp(c.loss.pixel_log_scale)
+    mean = 2 / (1 + np.exp(-logits)) - 1
+    nll = np.sum(0.5 * ((x.reshape(g, k, -1) - mean) / scale) ** 2 + np.log(scale) + 0.5 * np.log(2 * np.pi), -1)
   kl = lambda m, lv: 0.5 * np.sum(np.exp(lv) + m ** 2 - 1 - lv, -1)  # noqa: E731
   per_group = nll.sum(1) + kl(s_mu, s_logvar).sum(1) + kl(c_mu, c_logvar)      # content KL once per group
   return np.mean(per_group / k), kl(c_mu, c_logvar).mean()
 
 
-@pytest.mark.parametrize("k", [1, 5])
-def test_group_elbo_counts_the_content_kl_once_per_group(k):
-  c, models, state, images = _setup(3, k)
+@pytest.mark.parametrize("k,llike", [(1, "bernoulli"), (5, "bernoulli"), (5, "pixel")])
+def test_group_elbo_counts_the_content_kl_once_per_group(k, llike):
+  c, models, state, images = _setup(3, k, llike)
   key = jax.random.key(7)
   losses_fn = jax.jit(lambda p, x, rng: mlvae.compute_losses(models, c, p, state.batch_stats, x, rng))
   loss, (terms, _) = losses_fn(state.params, jnp.asarray(images, jnp.float32) / 127.5 - 1.0, key)
@@ -184,11 +190,15 @@ def test_celeba_groups_are_identities_and_test_identities_are_unseen(tfds_dir, m
 def test_config_errors_name_the_fix():
   c = load_config("mlvae_mnist", "")
   c.train.batch_size = 250
-  with pytest.raises(ValueError, match="multiple of 16"):
+  with pytest.raises(ValueError, match="multiple of 32"):
     validate(c)
   c = load_config("mlvae_mnist")
-  c.mlvae.networks = "conv"
+  c.mlvae.networks, c.loss.llike = "conv", "bernoulli"
   with pytest.raises(ValueError, match="llike=pixel"):
+    validate(c)
+  c = load_config("mlvae_mnist")
+  c.loss.llike = "laplace"
+  with pytest.raises(ValueError, match="bernoulli or pixel"):
     validate(c)
   mesh = parallel.make_mesh(jax.devices()[:1])
   parallel.check_batch_size(12, mesh, group_size=4)   # 3 groups on one device
@@ -203,15 +213,25 @@ def test_nearest_prototype_accuracy_matches_a_loop():
   assert metrics.nearest_prototype_accuracy(q, q_labels, p, p_labels) == pytest.approx(want)
 
 
-def test_linear_probe_reads_an_informative_latent_and_not_a_noise_one():
+@pytest.mark.parametrize("probe", [metrics.linear_probe_accuracy, metrics.mlp_probe_accuracy])
+def test_probes_read_an_informative_latent_and_not_a_noise_one(probe):
   labels = np.repeat(np.arange(4), 100)
   informative = np.eye(4)[labels] * 3 + RNG.normal(size=(400, 4))
   noise = RNG.normal(size=(400, 4))
   train, test = np.arange(400) % 2 == 0, np.arange(400) % 2 == 1
-  assert metrics.linear_probe_accuracy(informative[train], labels[train], informative[test], labels[test]) > 0.9
-  assert metrics.linear_probe_accuracy(noise[train], labels[train], noise[test], labels[test]) < 0.45
+  assert probe(informative[train], labels[train], informative[test], labels[test]) > 0.9
+  assert probe(noise[train], labels[train], noise[test], labels[test]) < 0.45
   with pytest.raises(ValueError, match="never occur in train"):
-    metrics.linear_probe_accuracy(noise[:50], np.zeros(50, int) + np.arange(50) % 2, noise[:5], np.full(5, 3))
+    probe(noise[:50], np.zeros(50, int) + np.arange(50) % 2, noise[:5], np.full(5, 3))
+
+
+def test_mlp_probe_reads_a_label_that_is_not_linear_in_the_latent():
+  points = RNG.normal(size=(2000, 2))
+  inside = (np.linalg.norm(points, axis=1) < 1.1774).astype(int)   # the median radius: balanced classes
+  train, test = slice(0, 1500), slice(1500, None)
+  linear = metrics.linear_probe_accuracy(points[train], inside[train], points[test], inside[test])
+  mlp = metrics.mlp_probe_accuracy(points[train], inside[train], points[test], inside[test])
+  assert linear < 0.65 and mlp > 0.9, (linear, mlp)
 
 
 # --- End to end ------------------------------------------------------------------------------------
@@ -226,6 +246,7 @@ def test_train_and_evaluate_mlvae_smoke(tfds_dir, tmp_path):
   results, folder = evaluation.evaluate(str(workdir))
   assert results["method"] == "mlvae"
   for key in ("probe/content_accuracy", "probe/style_accuracy", "probe/content_accuracy_grouped",
+              "probe/style_accuracy_sampled", "probe/content_accuracy_grouped_sampled",
               "matching/content_accuracy_k1", "matching/content_accuracy_k10", "matching/style_accuracy_k10",
               "swap/content_follows_column", "swap/style_follows_row"):
     assert 0.0 <= results[key] <= 1.0, key

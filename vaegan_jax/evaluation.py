@@ -482,6 +482,10 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
     mean (content should be high, style near ``probe/chance``, the majority-class rate);
     ``probe/content_accuracy_grouped``: the same content classifier on the content accumulated
     over each test image's group. Only when the test groups occur in train (MNIST's digits).
+  * ``probe/style_accuracy_sampled``, ``probe/content_accuracy_grouped_sampled``: the public
+    port's protocol (../shared/MODELS.md sec. 3, its 42% and 99.7%): a two-layer MLP
+    (``metrics.mlp_probe_accuracy``) reads the label from one posterior sample per image, style
+    s ~ q(s|x) and content c ~ q(c_G|X_G) drawn once per group of ``group_size`` (train and test).
   * ``matching/content_accuracy_k{1,2,5,10}`` and ``matching/style_accuracy_k...``: per test
     group, a prototype from k gallery images (their accumulated content; the mean of their
     style means), and each of the group's other images (at most 100) matched to the nearest
@@ -521,16 +525,21 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
 
   encode = jax.jit(lambda im: mlvae.encode(models, c, state, im))
 
-  def codes(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def codes(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Style mu, style logvar, content mu, content logvar of each image alone."""
     parts = [jax.device_get(encode(arrays[i:i + bs])) for i in range(0, len(arrays), bs)]
-    return tuple(np.concatenate([p[j][h] for p in parts]) for j, h in ((0, 0), (1, 0), (1, 1)))
+    return tuple(np.concatenate([p[j][h] for p in parts]) for j in (0, 1) for h in (0, 1))
 
-  style, content, content_logvar = codes(x)
-  accumulate = lambda idx: np.asarray(mlvae.product_of_gaussians(content[idx], content_logvar[idx], axis=1)[0])  # noqa: E731
+  def posterior(mu: np.ndarray, logvar: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The content posterior accumulated over each row of ``idx`` (i64[G, n]): (mu, logvar) f32[G, d]."""
+    return tuple(np.asarray(a) for a in mlvae.product_of_gaussians(mu[idx], logvar[idx], axis=1))
+
+  style, style_logvar, content, content_logvar = codes(x)
+  accumulate = lambda idx: posterior(content, content_logvar, idx)[0]  # noqa: E731
   if np.isin(test_values, train_values).all():
     rng = np.random.default_rng(c.seed)
     chosen = np.sort(rng.choice(len(train_values), min(len(train_values), 20_000), replace=False))
-    train_style, train_content, _ = codes(ctx.train["image"][chosen])
+    train_style, train_style_logvar, train_content, train_content_logvar = codes(ctx.train["image"][chosen])
     labels = train_values[chosen]
     member_content = np.empty_like(content)
     member_content[test_groups.reshape(-1)] = np.repeat(accumulate(test_groups), k, axis=0)
@@ -540,6 +549,16 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
     out["probe/content_accuracy_grouped"] = metrics.linear_probe_accuracy(
         train_content, labels, member_content[in_group], test_values[in_group], c.seed)
     out["probe/chance"] = float(np.max(np.unique(test_values, return_counts=True)[1]) / len(test_values))
+    # The public port's protocol: an MLP reads the label from one posterior sample per image, the
+    # content drawn once per group from the posterior accumulated over it (train groups of k too).
+    draw = lambda mu, logvar: mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)  # noqa: E731
+    train_groups = groups.eval_groups(labels, k, c.seed).reshape(-1)
+    group_draw = lambda mu, logvar, idx: np.repeat(draw(*posterior(mu, logvar, idx)), k, axis=0)  # noqa: E731
+    out["probe/style_accuracy_sampled"] = metrics.mlp_probe_accuracy(
+        draw(train_style, train_style_logvar), labels, draw(style, style_logvar), test_values, c.seed)
+    out["probe/content_accuracy_grouped_sampled"] = metrics.mlp_probe_accuracy(
+        group_draw(train_content, train_content_logvar, train_groups.reshape(-1, k)), labels[train_groups],
+        group_draw(content, content_logvar, test_groups), test_values[in_group], c.seed)
   ctx.progress.update()
 
   rng = np.random.default_rng(c.seed + 1)
@@ -585,7 +604,7 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
   swap = _batched(lambda rc: decode(style[row_images][rc[:, 0]], column_content[rc[:, 1]]),
                   np.stack([rows_of, columns_of], 1), bs)
   swap_u8 = images.to_uint8(swap)
-  swap_style, swap_content, _ = codes(swap_u8)
+  swap_style, _, swap_content, _ = codes(swap_u8)
   out["swap/content_follows_column"] = metrics.nearest_prototype_accuracy(
       swap_content, columns_of, column_content, np.arange(n_swap))
   out["swap/style_follows_row"] = metrics.nearest_prototype_accuracy(

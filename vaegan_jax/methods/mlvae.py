@@ -15,7 +15,9 @@ whole groups, ``u8[groups, K, h, w, c]``, and the mesh shards the group axis, so
 accumulation never crosses devices; the result equals the one-device step (tested on 8).
 
 Networks: for 28x28 digits the encoder and decoder are MLPs (``config.model.mlp_hidden``;
-a public port uses 784-500-tanh, style 10, content 10) with a Bernoulli decoder; for the
+a public port uses 784-500-tanh, style 10, content 10) with a Bernoulli decoder, or a Gaussian
+one (``loss.llike=pixel``: the port's squared error is a Gaussian of variance 1/2 on [0, 1]
+pixels, ``loss.pixel_log_scale = log(sqrt(2)) = 0.3466`` on [-1, 1]); for the
 64x64 faces they are Larsen et al.'s convolutional encoder and decoder (``model.*_features``)
 with a Gaussian pixel likelihood (std ``exp(loss.pixel_log_scale)``). The encoder's
 ``latent_dim = style_dim + content_dim`` outputs are read as [style, content]: two dense
@@ -135,16 +137,18 @@ def _encode(models, config, params: Params, batch_stats: Params, x: jax.Array, t
   return _split(config, mu, logvar), stats
 
 
-def _nll(config, x: jax.Array, raw: jax.Array) -> jax.Array:
-  """f32[n] nats per image: Bernoulli (x in [-1, 1] mapped to [0, 1]) or Gaussian on pixels."""
+def _nll(models, config, x: jax.Array, raw: jax.Array) -> jax.Array:
+  """f32[n] nats per image: Bernoulli (x in [-1, 1] mapped to [0, 1], ``raw`` the logits), or
+  Gaussian of std ``exp(loss.pixel_log_scale)`` around the pixel means ``_to_image(raw)``."""
   if config.loss.llike == "bernoulli":
     return losses.bernoulli_nll((x + 1.0) * 0.5, raw)
-  return losses.gaussian_nll(x, raw, config.loss.pixel_log_scale)
+  return losses.gaussian_nll(x, _to_image(models, raw), config.loss.pixel_log_scale)
 
 
 def _to_image(models, raw: jax.Array) -> jax.Array:
-  """Decoder output -> f32 pixel means in [-1, 1]: sigmoid of the MLP's Bernoulli logits, or the
-  convolutional decoder's tanh output as it is (``config.validate`` pairs mlp with bernoulli)."""
+  """Decoder output -> f32 pixel means in [-1, 1]: ``2 sigmoid(raw) - 1`` of the MLP's output (the
+  Bernoulli mean, or with a pixel likelihood the port's sigmoid decoder on [0, 1] mapped to
+  [-1, 1]), or the convolutional decoder's tanh output as it is."""
   return 2.0 * jax.nn.sigmoid(raw) - 1.0 if isinstance(models["decoder"], MLPDecoder) else raw
 
 
@@ -176,7 +180,7 @@ def compute_losses(models: dict[str, nn.Module], config: ml_collections.ConfigDi
   c = cg_mu + jnp.exp(0.5 * cg_logvar) * jax.random.normal(content_key, cg_mu.shape)   # one c_G per group
   z = jnp.concatenate([s, jnp.broadcast_to(c[:, None], (g, k, c.shape[-1]))], axis=-1)
   raw, dec_stats = _apply(models, "decoder", params, batch_stats, z.reshape(g * k, -1), train)
-  llike = jnp.mean(_nll(config, images.reshape(g * k, *images.shape[2:]), raw))
+  llike = jnp.mean(_nll(models, config, images.reshape(g * k, *images.shape[2:]), raw))
   kl_style = jnp.mean(losses.kl_divergence(s_mu.reshape(g * k, -1), s_logvar.reshape(g * k, -1)))
   kl_content = jnp.mean(losses.kl_divergence(cg_mu, cg_logvar))
   loss = llike + kl_style + kl_content / k
