@@ -552,12 +552,12 @@ def evaluate_mlvae(ctx: EvalContext) -> dict:
     # The public port's protocol: an MLP reads the label from one posterior sample per image, the
     # content drawn once per group from the posterior accumulated over it (train groups of k too).
     draw = lambda mu, logvar: mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)  # noqa: E731
-    train_groups = groups.eval_groups(labels, k, c.seed).reshape(-1)
+    train_groups = groups.eval_groups(labels, k, c.seed)          # i64[G, k] into the chosen images
     group_draw = lambda mu, logvar, idx: np.repeat(draw(*posterior(mu, logvar, idx)), k, axis=0)  # noqa: E731
     out["probe/style_accuracy_sampled"] = metrics.mlp_probe_accuracy(
         draw(train_style, train_style_logvar), labels, draw(style, style_logvar), test_values, c.seed)
     out["probe/content_accuracy_grouped_sampled"] = metrics.mlp_probe_accuracy(
-        group_draw(train_content, train_content_logvar, train_groups.reshape(-1, k)), labels[train_groups],
+        group_draw(train_content, train_content_logvar, train_groups), labels[train_groups.reshape(-1)],
         group_draw(content, content_logvar, test_groups), test_values[in_group], c.seed)
   ctx.progress.update()
 
