@@ -169,6 +169,21 @@ def primary_says(text: str) -> str:
   return _client().blocking_key_value_get(key, WAIT_FOR_PRIMARY_S * 1000)
 
 
+def barrier(name: str, timeout_s: float = 3600.0) -> None:
+  """Returns once every process has called ``barrier(name)``; all must call it in the same order.
+
+  A coordination-service barrier, not a device collective, so it may wait for as long as
+  ``timeout_s`` (a collective on CPU, gloo, gives up after 30 seconds).
+
+  Raises:
+    RuntimeError: JAX's distributed runtime is not started on a multi-process run; or (from
+      JAX) a process failed or ``timeout_s`` passed before all arrived.
+  """
+  if jax.process_count() == 1:
+    return
+  _client().wait_at_barrier(f"vaegan_jax/barrier/{name}/{next(_messages)}", int(timeout_s * 1000))
+
+
 def primary_value(value: int) -> int:
   """Process 0's integer ``value`` on every process (``primary_says``).
 

@@ -276,8 +276,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       start = int(state.step)
       batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state,
                                     dataset=run.method.train_dataset)
-      train_step = parallel.jit_train_step(
-          run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh)
+      train_step = _compiled_together(parallel.jit_train_step(
+          run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh),
+          state, batches, run.mesh)
       if primary:
         writer = MetricWriter(workdir, resume_step=start)  # drops what a killed run logged after `start`
       log_images = _ImageLogger(run, workdir, writer) if primary else None
@@ -294,6 +295,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
           + (f"checkpoint {saved} is saved in {checkpointer.directory}" if saved is not None else "no step to save")
           + ". Run the same command again to resume.", flush=True)
   return state
+
+
+def _compiled_together(train_step, state, batches, mesh):
+  """``train_step`` compiled ahead of time; with several processes, they then meet at a barrier.
+
+  The step's first collective follows its compilation at once, and on CPU (gloo) a process
+  that waits in a collective for more than 30 s gives up. Compile times differ between
+  processes (a loaded host took over 30 s longer), so each compiles first, with the first
+  batch's shapes (read and put back: the iterator's position is unchanged), and all start
+  stepping together. One process returns the jitted ``train_step`` as it is.
+  """
+  if jax.process_count() == 1:
+    return train_step
+  position = batches.get_state()
+  example = parallel.shard_batch(next(batches), mesh)
+  batches.set_state(position)
+  compiled = train_step.lower(state, example).compile()
+  distributed.barrier("train_step_compiled")
+  return compiled
 
 
 def _loop(run: Run, state, start: int, batches, train_step, checkpointer: Checkpointer, writer: MetricWriter | None,
