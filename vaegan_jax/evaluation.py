@@ -655,8 +655,12 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
     agrees with the value set; ``intervention/agreement``: the mean over labels and values;
     ``intervention/flip_rate``: among (image, label, value) whose test image the classifier
     judged otherwise, how often the intervention flipped its verdict;
-    ``intervention/reconstruction_agreement``: how often Dec(mu) keeps the verdict on the
-    test image (the decoder's own fidelity, for scale).
+    ``intervention/flip_rate_from_reconstruction``: the same among the cases where the
+    classifier judged Dec(mu) otherwise (the intervention against the decoder's own output,
+    its blur held equal); ``intervention/reconstruction_agreement``: how often Dec(mu) keeps
+    the verdict on the test image, and ``reconstruction/<label>/keeps_1``, ``keeps_0``: the
+    same per label among the images judged 1 (or 0), the decoder's fidelity to each value,
+    which bounds what an intervention toward it can show the classifier.
   * Characteristic swaps of image pairs (z_c exchanged, z_\\c kept), scored the same way, on the
     labels where the two images' verdicts differ: ``swap/characteristics_follow_source`` (the
     swap takes the verdict of the image its z_c came from) and ``swap/keeps_own`` (it keeps its own).
@@ -702,11 +706,15 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
   mu = _batched(encode, x[:n], bs)
   verdict = _label_predictions(ctx, x[:n], names)                        # bool[n, L]
   recon = _batched(decode, mu, bs)
-  out["intervention/reconstruction_agreement"] = float(np.mean(_label_predictions(ctx, recon, names) == verdict))
-  agree, flips, candidates = [], 0, 0
+  recon_verdict = _label_predictions(ctx, recon, names)                  # bool[n, L]: the verdict on Dec(mu)
+  out["intervention/reconstruction_agreement"] = float(np.mean(recon_verdict == verdict))
+  agree, flips, candidates, flips_dec, candidates_dec = [], 0, 0, 0, 0
   exclusive = ctx.classifier.kind == "categorical"   # one-hot labels (digits): turning one on turns the rest off
   for i, name in enumerate(names):
     for value in (1, 0):
+      judged = verdict[:, i] == bool(value)
+      if judged.any():
+        out[f"reconstruction/{name}/keeps_{value}"] = float(np.mean(recon_verdict[judged, i] == bool(value)))
       z = mu.copy()
       if value and exclusive:
         z[:, :cd] = prior["loc_false"].reshape(-1)
@@ -714,11 +722,14 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
       now = _label_predictions(ctx, _batched(decode, z, bs), names)[:, i]
       out[f"intervention/{name}/to_{value}"] = float(np.mean(now == bool(value)))
       agree.append(out[f"intervention/{name}/to_{value}"])
-      other = verdict[:, i] != bool(value)
-      flips += int(np.sum(now[other] == bool(value)))
-      candidates += int(np.sum(other))
+      flips += int(np.sum(now[~judged] == bool(value)))
+      candidates += int(np.sum(~judged))
+      other_dec = recon_verdict[:, i] != bool(value)
+      flips_dec += int(np.sum(now[other_dec] == bool(value)))
+      candidates_dec += int(np.sum(other_dec))
   out["intervention/agreement"] = float(np.mean(agree))
   out["intervention/flip_rate"] = flips / max(candidates, 1)
+  out["intervention/flip_rate_from_reconstruction"] = flips_dec / max(candidates_dec, 1)
 
   half = n // 2
   a, b = mu[:half], mu[half:2 * half]
@@ -856,6 +867,7 @@ COMPARISON_ROWS = (
     ("accuracy/mean", "q(y\\|x): mean per-label test accuracy"),
     ("accuracy/class", "q(y\\|x): most probable label is the class"),
     ("intervention/flip_rate", "interventions that flip the classifier"),
+    ("intervention/flip_rate_from_reconstruction", "interventions that flip its verdict on Dec(mu)"),
     ("swap/characteristics_follow_source", "characteristic swaps that follow their z_c"),
     ("anomaly/normal_class", "anomaly detection: normal class"),
     ("anomaly/roc_auc_reconstruction", "ROC AUC, reconstruction error"),
