@@ -130,22 +130,6 @@ def test_supervised_and_unsupervised_objectives_match_numpy():
                                -want.mean(), rtol=2e-5)
 
 
-def test_laplace_scale_of_the_conv_decoder_follows_pixel_log_scale():
-  # llike(b) = sum |x - x_hat| / b + N log(2 b), so llike(b) = (llike(1) - N log 2) / b + N log(2 b)
-  images = jnp.asarray(RNG.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
-  llike = {}
-  for b in (1.0, 0.25):
-    c = load_config("ccvae_celeba")
-    c.loss.pixel_log_scale = float(np.log(b))
-    validate(c)
-    models = ccvae.build_models(c, (64, 64, 3))
-    state = ccvae.create_train_state(jax.random.key(0), c, models, ccvae.make_optimizers(c, 10))
-    llike[b] = float(ccvae.eval_step(models, c, state, images, jax.random.key(1))["llike"])
-  n = 64 * 64 * 3
-  assert load_config("ccvae_celeba").loss.pixel_log_scale == 0.0          # the official Laplace(x_hat, 1)
-  np.testing.assert_allclose(llike[0.25], (llike[1.0] - n * np.log(2)) / 0.25 + n * np.log(0.5), rtol=1e-5)
-
-
 def test_unsupervised_examples_ignore_their_labels_and_the_baseline_only_the_classifier_learns():
   c, models, state, images, labels = _setup()
   x = jnp.asarray(images, jnp.float32) / 127.5 - 1.0

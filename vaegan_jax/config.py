@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   c.loss.llike = "dis_l"       # reconstruction likelihood: Dis_l features or pixels
-  c.loss.pixel_log_scale = -2.3  # log scale of the pixel likelihood: the Gaussian's std (exp(-2.3) = 0.1 on [-1, 1]), the CCVAE's Laplace b
+  c.loss.pixel_log_scale = -2.3  # log std of the pixel Gaussian (exp(-2.3) = 0.1 on [-1, 1])
   c.loss.gamma = 1e-2          # Dec <- gamma * L_llike - L_GAN
   # The decoder's adversarial term. "minimax" is Algorithm 1's -L_GAN literally; its gradient
   # vanishes once Dis rejects prior samples (D(Dec(z_p)) ~ 3e-4 after 10 CelebA steps), so the
@@ -328,7 +328,6 @@ def ccvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDi
     c.ccvae.networks = "conv"
     c.ccvae.walk_pairs = (("Smiling", "Male"), ("Blond_Hair", "Bangs"), ("Eyeglasses", "Young"))
     c.loss.llike = "laplace"
-    c.loss.pixel_log_scale = 0.0          # Laplace(x_hat, 1) on [0, 1] pixels, as the official code
     c.model.latent_dim = 45
     learning_rate = 1e-4
     # Adam moves a parameter at most about its learning rate per step: at 1e-4 the prior's

@@ -24,8 +24,8 @@ Both objectives share one encoder and one decoder pass, so one jitted step serve
 kinds of batch and no Python branch looks at the data. ``ccvae.objective = "classifier"`` is
 the supervised-only baseline: the same encoder and classifier trained on -log q(y|x) alone.
 
-Networks: the official 64x64 convolutional encoder and decoder with a Laplace(x_hat, b)
-likelihood on [0, 1] pixels (b = exp(``loss.pixel_log_scale``), the official 1) (``ccvae.networks = "conv"``), or MLPs with a Bernoulli decoder
+Networks: the official 64x64 convolutional encoder and decoder with a Laplace(x_hat, 1)
+likelihood on [0, 1] pixels (``ccvae.networks = "conv"``), or MLPs with a Bernoulli decoder
 for 28x28 digits ("mlp").
 """
 
@@ -115,12 +115,11 @@ def _prior(models, config, params: Params, y: jax.Array) -> tuple[jax.Array, jax
 
 
 def _decoded_nll(config, x: jax.Array, raw: jax.Array) -> jax.Array:
-  """-log p(x|z) per image: Bernoulli on MLP logits, or Laplace(x_hat, b) on [0, 1] pixels with
-  b = exp(``loss.pixel_log_scale``) (x in [-1, 1]; the official b = 1)."""
+  """-log p(x|z) per image: Bernoulli on MLP logits, or Laplace(x_hat, 1) on [0, 1] pixels (x in [-1, 1])."""
   target = (x + 1.0) * 0.5
   if config.loss.llike == "bernoulli":
     return losses.bernoulli_nll(target, raw)
-  return losses.laplace_nll(target, raw, float(np.exp(config.loss.pixel_log_scale)))
+  return losses.laplace_nll(target, raw, 1.0)
 
 
 def _to_image(models, raw: jax.Array) -> jax.Array:
