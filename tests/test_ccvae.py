@@ -248,6 +248,14 @@ def test_train_and_evaluate_ccvae_smoke(tfds_dir, tmp_path):
   keeps = [v for k, v in results.items() if k.startswith("reconstruction/") and k.endswith(("/keeps_1", "/keeps_0"))]
   assert all(f"reconstruction/{d}/keeps_0" in results for d in range(10))       # every digit is "not d" somewhere
   assert min(keeps) - 1e-9 <= results["intervention/reconstruction_agreement"] <= max(keeps) + 1e-9
+  # the model's own verdict at the prior's locations, recomputed from the diagonal classifier's parameters
+  run, state, _ = evaluation.restore_run(str(workdir))
+  prior, clf = ccvae.prior_parameters(state), jax.device_get(state.params["classifier"])
+  logit = lambda loc: np.sum(loc * np.asarray(clf["weight"]), -1) + np.asarray(clf["bias"])  # noqa: E731
+  own_1, own_0 = 1 / (1 + np.exp(-logit(prior["loc_true"]))), 1 / (1 + np.exp(logit(prior["loc_false"])))
+  np.testing.assert_allclose([results[f"intervention/{d}/own_q_to_1"] for d in range(10)], own_1, rtol=1e-5)
+  np.testing.assert_allclose([results[f"intervention/{d}/own_q_to_0"] for d in range(10)], own_0, rtol=1e-5)
+  assert results["intervention/own_agreement"] == pytest.approx(np.mean(np.concatenate([own_1, own_0]) > 0.5))
   assert results["accuracy/mean"] == pytest.approx(np.mean([results[f"accuracy/{d}"] for d in range(10)]))
   assert 0.0 <= results["accuracy/all_labels"] <= results["accuracy/mean"] and 0.0 <= results["accuracy/class"] <= 1.0
   assert results["loss/elbo"] < 0

@@ -660,7 +660,10 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
     its blur held equal); ``intervention/reconstruction_agreement``: how often Dec(mu) keeps
     the verdict on the test image, and ``reconstruction/<label>/keeps_1``, ``keeps_0``: the
     same per label among the images judged 1 (or 0), the decoder's fidelity to each value,
-    which bounds what an intervention toward it can show the classifier.
+    which bounds what an intervention toward it can show the classifier;
+    ``intervention/<label>/own_q_to_1``, ``own_q_to_0``: the CCVAE's own q(y_i = value | z_c)
+    at the location set (its own verdict on the intervention), ``intervention/own_agreement``:
+    the share of the 2L (label, value) pairs where that verdict is the value set.
   * Characteristic swaps of image pairs (z_c exchanged, z_\\c kept), scored the same way, on the
     labels where the two images' verdicts differ: ``swap/characteristics_follow_source`` (the
     swap takes the verdict of the image its z_c came from) and ``swap/keeps_own`` (it keeps its own).
@@ -702,6 +705,12 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
   encode = jax.jit(lambda im: ccvae.encode(models, c, state, im)[0])
   decode = jax.jit(lambda z: ccvae.decode(models, state, z))
   prior = ccvae.prior_parameters(state)
+  # the model's own verdict on its interventions: q(y_i | block i at p(z_c|y_i)'s location)
+  own = {value: np.asarray(ccvae.characteristic_probs(models, state, prior[key].reshape(1, -1)))[0]
+         for value, key in ((1, "loc_true"), (0, "loc_false"))}
+  for i, name in enumerate(names):
+    out[f"intervention/{name}/own_q_to_1"], out[f"intervention/{name}/own_q_to_0"] = float(own[1][i]), float(1 - own[0][i])
+  out["intervention/own_agreement"] = float(np.mean(np.concatenate([own[1] > 0.5, own[0] < 0.5])))
   n = min(c.eval.intervention_images, len(x))
   mu = _batched(encode, x[:n], bs)
   verdict = _label_predictions(ctx, x[:n], names)                        # bool[n, L]

@@ -49,7 +49,7 @@ from vaegan_jax.models import CharacteristicClassifier, ConditionalPrior, ConvDe
 NETWORKS = ("encoder", "decoder", "classifier", "prior")
 train_dataset = supervision.ccvae_dataset  # what the train loop iterates over: interleaved batches
 __all__ = ["NETWORKS", "TrainState", "build_models", "make_optimizers", "create_train_state", "learning_rate_schedule",
-           "compute_losses", "make_train_step", "encode", "decode", "classify", "conditional_latents", "sample", "reconstruct", "eval_step",
+           "compute_losses", "make_train_step", "encode", "decode", "characteristic_probs", "classify", "conditional_latents", "sample", "reconstruct", "eval_step",
            "prior_sample", "prior_parameters", "walk_range", "train_dataset"]
 
 
@@ -213,11 +213,16 @@ def decode(models, state: TrainState, z: jax.Array) -> jax.Array:
   return _to_image(models, models["decoder"].apply({"params": state.params["decoder"]}, z, train=False))
 
 
+def characteristic_probs(models, state: TrainState, z_c: jax.Array) -> jax.Array:
+  """q(y_i = 1 | z_c): f32[n, L * d] characteristic latents -> f32[n, L] probabilities in (0, 1)."""
+  return jax.nn.sigmoid(_classifier(models, state.params, z_c))
+
+
 def classify(models, config: ml_collections.ConfigDict, state: TrainState, images: jax.Array) -> jax.Array:
   """f32[n, L] probabilities q(y_i = 1 | z_c = posterior mean) of u8[n, h, w, c] images (the
   official code's accuracy uses the posterior mean too)."""
   mu, _ = encode(models, config, state, images)
-  return jax.nn.sigmoid(_classifier(models, state.params, mu[:, :characteristic_dim(config)]))
+  return characteristic_probs(models, state, mu[:, :characteristic_dim(config)])
 
 
 def reconstruct(models, state: TrainState, images: jax.Array) -> jax.Array:
