@@ -244,6 +244,19 @@ def test_train_and_evaluate_ccvae_smoke(tfds_dir, tmp_path):
   assert results["method"] == "ccvae" and results["supervision_rate"] == 0.5
   assert 0.0 <= results["accuracy/mean"] <= 1.0 and 0.0 <= results["intervention/flip_rate"] <= 1.0
   assert 0.0 <= results["intervention/flip_rate_from_reconstruction"] <= 1.0
+  # the ceiling, recomputed from the cached digit classifier's predictions on the test split:
+  # each (digit d, value v) counts the first n images it calls otherwise, at its recall of v
+  train_arrays, test_arrays = pipeline.split_arrays(c, c.data.train_split), pipeline.split_arrays(c, c.data.eval_split)
+  scorer = evaluation.classifier_for(c, train_arrays, test_arrays)
+  called = scorer.apply(test_arrays["image"].astype(np.float32) / 127.5 - 1.0)[0].argmax(-1)
+  n, truth = min(c.eval.intervention_images, len(called)), test_arrays["label"]
+  hits = cases = 0.0
+  for d in range(10):
+    for value, is_value in ((1, called == d), (0, called != d)):
+      recall = np.mean(is_value[(truth == d) == bool(value)])
+      assert results[f"classifier/{d}/recall_{value}"] == pytest.approx(recall)
+      hits, cases = hits + recall * np.sum(~is_value[:n]), cases + np.sum(~is_value[:n])
+  assert results["intervention/flip_rate_ceiling"] == pytest.approx(hits / cases)
   # agreement of Dec(mu) with the test images' verdicts is a weighted mean of the per-label, per-value keep rates
   keeps = [v for k, v in results.items() if k.startswith("reconstruction/") and k.endswith(("/keeps_1", "/keeps_0"))]
   assert all(f"reconstruction/{d}/keeps_0" in results for d in range(10))       # every digit is "not d" somewhere

@@ -657,7 +657,12 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
     judged otherwise, how often the intervention flipped its verdict;
     ``intervention/flip_rate_from_reconstruction``: the same among the cases where the
     classifier judged Dec(mu) otherwise (the intervention against the decoder's own output,
-    its blur held equal); ``intervention/reconstruction_agreement``: how often Dec(mu) keeps
+    its blur held equal); ``classifier/<label>/recall_1``, ``recall_0``: how often the
+    classifier judges real test images whose true label is that value so, and
+    ``intervention/flip_rate_ceiling``: the flip rate a perfect intervention (a real image with
+    the value set) would score, each flip-rate case counted at that recall (cases of a value no
+    test image has are left out): the most this classifier can show;
+    ``intervention/reconstruction_agreement``: how often Dec(mu) keeps
     the verdict on the test image, and ``reconstruction/<label>/keeps_1``, ``keeps_0``: the
     same per label among the images judged 1 (or 0), the decoder's fidelity to each value,
     which bounds what an intervention toward it can show the classifier;
@@ -713,11 +718,12 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
   out["intervention/own_agreement"] = float(np.mean(np.concatenate([own[1] > 0.5, own[0] < 0.5])))
   n = min(c.eval.intervention_images, len(x))
   mu = _batched(encode, x[:n], bs)
-  verdict = _label_predictions(ctx, x[:n], names)                        # bool[n, L]
+  test_verdict = _label_predictions(ctx, x, names)                       # bool[test, L]
+  verdict = test_verdict[:n]                                             # bool[n, L]
   recon = _batched(decode, mu, bs)
   recon_verdict = _label_predictions(ctx, recon, names)                  # bool[n, L]: the verdict on Dec(mu)
   out["intervention/reconstruction_agreement"] = float(np.mean(recon_verdict == verdict))
-  agree, flips, candidates, flips_dec, candidates_dec = [], 0, 0, 0, 0
+  agree, flips, candidates, flips_dec, candidates_dec, ceiling, ceiling_cases = [], 0, 0, 0, 0, 0.0, 0
   exclusive = ctx.classifier.kind == "categorical"   # one-hot labels (digits): turning one on turns the rest off
   for i, name in enumerate(names):
     for value in (1, 0):
@@ -733,12 +739,18 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
       agree.append(out[f"intervention/{name}/to_{value}"])
       flips += int(np.sum(now[~judged] == bool(value)))
       candidates += int(np.sum(~judged))
+      truly = y_test[:, i] == bool(value)   # the classifier's recall of this value on real test images:
+      if truly.any():                       # how often it would agree with a perfect intervention
+        out[f"classifier/{name}/recall_{value}"] = float(np.mean(test_verdict[truly, i] == bool(value)))
+        ceiling += out[f"classifier/{name}/recall_{value}"] * np.sum(~judged)
+        ceiling_cases += int(np.sum(~judged))
       other_dec = recon_verdict[:, i] != bool(value)
       flips_dec += int(np.sum(now[other_dec] == bool(value)))
       candidates_dec += int(np.sum(other_dec))
   out["intervention/agreement"] = float(np.mean(agree))
   out["intervention/flip_rate"] = flips / max(candidates, 1)
   out["intervention/flip_rate_from_reconstruction"] = flips_dec / max(candidates_dec, 1)
+  out["intervention/flip_rate_ceiling"] = float(ceiling / max(ceiling_cases, 1))
 
   half = n // 2
   a, b = mu[:half], mu[half:2 * half]
@@ -877,6 +889,7 @@ COMPARISON_ROWS = (
     ("accuracy/class", "q(y\\|x): most probable label is the class"),
     ("intervention/flip_rate", "interventions that flip the classifier"),
     ("intervention/flip_rate_from_reconstruction", "interventions that flip its verdict on Dec(mu)"),
+    ("intervention/flip_rate_ceiling", "what a perfect intervention would flip"),
     ("swap/characteristics_follow_source", "characteristic swaps that follow their z_c"),
     ("anomaly/normal_class", "anomaly detection: normal class"),
     ("anomaly/roc_auc_reconstruction", "ROC AUC, reconstruction error"),
