@@ -11,7 +11,7 @@ import scipy.stats
 from PIL import Image
 
 from tests.conftest import load_config
-from vaegan_jax import evaluation, losses, trainer
+from vaegan_jax import domain_classifier, evaluation, losses, trainer
 from vaegan_jax.config import validate
 from vaegan_jax.data import pipeline, supervision
 from vaegan_jax.methods import ccvae
@@ -248,7 +248,7 @@ def test_train_and_evaluate_ccvae_smoke(tfds_dir, tmp_path):
   # each (digit d, value v) counts the first n images it calls otherwise, at its recall of v
   train_arrays, test_arrays = pipeline.split_arrays(c, c.data.train_split), pipeline.split_arrays(c, c.data.eval_split)
   scorer = evaluation.classifier_for(c, train_arrays, test_arrays)
-  called = scorer.apply(test_arrays["image"].astype(np.float32) / 127.5 - 1.0)[0].argmax(-1)
+  called = domain_classifier.predict(scorer, test_arrays["image"])[0].argmax(-1)
   n, truth = min(c.eval.intervention_images, len(called)), test_arrays["label"]
   hits = cases = 0.0
   for d in range(10):

@@ -741,8 +741,9 @@ def evaluate_ccvae(ctx: EvalContext) -> dict:
       candidates += int(np.sum(~judged))
       truly = y_test[:, i] == bool(value)   # the classifier's recall of this value on real test images:
       if truly.any():                       # how often it would agree with a perfect intervention
-        out[f"classifier/{name}/recall_{value}"] = float(np.mean(test_verdict[truly, i] == bool(value)))
-        ceiling += out[f"classifier/{name}/recall_{value}"] * np.sum(~judged)
+        recall = float(np.mean(test_verdict[truly, i] == bool(value)))
+        out[f"classifier/{name}/recall_{value}"] = recall
+        ceiling += recall * np.sum(~judged)
         ceiling_cases += int(np.sum(~judged))
       other_dec = recon_verdict[:, i] != bool(value)
       flips_dec += int(np.sum(now[other_dec] == bool(value)))
