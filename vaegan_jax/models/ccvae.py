@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaegan_jax.models import layers
 from vaegan_jax.models.layers import SubpixelUpsample
 
 MIN_SCALE = 1e-3  # the official code clamps every softplus scale at this value
@@ -52,7 +53,8 @@ class ConvEncoder(nn.Module):
                        "--config.ccvae.networks=mlp for other sizes")
     h = x.astype(self.dtype)
     for f in self.features[:-1]:
-      h = nn.relu(nn.Conv(f, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype)(h))
+      h = nn.relu(nn.Conv(f, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                          conv_general_dilated=layers.conv_general_dilated)(h))  # input gradient without zero dilation
     h = nn.relu(nn.Conv(self.features[-1], (4, 4), padding="VALID", dtype=self.dtype)(h))
     h = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h.reshape(h.shape[0], -1)).astype(jnp.float32)
     scale = jnp.maximum(jax.nn.softplus(h[:, self.latent_dim:]), MIN_SCALE)

@@ -2,9 +2,11 @@
 
 Architecture from the original code (``architectures.img64x64``), as summarised in
 ../shared/MODELS.md section 1. At 64x64x3 with the default widths the networks are exactly
-the paper's; for other sizes (28x28x1 MNIST) the same structure is used: stride-2 'SAME'
-convolutions round odd sizes up (28 -> 14 -> 7 -> 4), and the decoder starts at
-``ceil(H / 8) x ceil(W / 8)`` and centre-crops its output to ``H x W``.
+the paper's; for other sizes (28x28x1 MNIST) the same structure is used: stride-2
+convolutions padded by 2 round odd sizes up (28 -> 14 -> 7 -> 4), and the decoder starts at
+``ceil(H / 8) x ceil(W / 8)`` and centre-crops its output to ``H x W``. Padding follows the
+PyTorch port (``Conv2d(..., 5, stride=2, padding=2)``, ``ConvTranspose2d(..., 5, stride=2,
+padding=2, output_padding=1)``), so benchmarks/torch_vaegan.py computes the same function.
 
 The three networks are separate Linen modules, so each has its own parameter tree and its
 own optimizer.
@@ -19,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaegan_jax.models import layers
 from vaegan_jax.models.layers import SubpixelConvTranspose
 
 
@@ -46,6 +49,16 @@ def check_image_shape(image_shape: Sequence[int], features: dict[str, Sequence[i
           f"{name} (they need at least {2 ** layers} px on each side): give --config.model.{name}_features "
           f"at most {max(1, int(math.log2(min(image_shape[:2]))))} entries"
           + (" after the first" if name == "discriminator" else ""))
+
+
+def _strided_conv(features: int, dtype: Any) -> nn.Conv:
+  """5x5, stride 2, padding 2 on every side, no bias: PyTorch's ``Conv2d(c, features, 5, 2, 2, bias=False)``.
+
+  Output ``ceil(n / 2)`` for input ``n``; computed by ``layers.strided_conv`` (input gradient
+  without zero dilation).
+  """
+  return nn.Conv(features, (5, 5), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False, dtype=dtype,
+                 conv_general_dilated=layers.conv_general_dilated)
 
 
 def _batch_norm(train: bool, momentum: float, epsilon: float, dtype: Any) -> nn.BatchNorm:
@@ -86,7 +99,7 @@ class Encoder(nn.Module):
     """
     h = x.astype(self.dtype)
     for f in self.features:
-      h = nn.Conv(f, (5, 5), strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(h)
+      h = _strided_conv(f, self.dtype)(h)
       h = nn.relu(_batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype)(h))
     h = h.reshape(h.shape[0], -1)
     h = nn.Dense(self.dense, use_bias=False, dtype=self.dtype)(h)
@@ -176,7 +189,7 @@ class Discriminator(nn.Module):
     h = nn.relu(nn.Conv(self.features[0], (5, 5), padding="SAME", dtype=self.dtype)(x.astype(self.dtype)))
     dis_l = h
     for f in self.features[1:]:
-      dis_l = nn.Conv(f, (5, 5), strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(h)
+      dis_l = _strided_conv(f, self.dtype)(h)
       h = nn.relu(_batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype)(dis_l))
     h = h.reshape(h.shape[0], -1)
     h = nn.Dense(self.dense, use_bias=False, dtype=self.dtype)(h)
