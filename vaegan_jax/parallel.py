@@ -7,9 +7,12 @@ same code runs on one CPU, one GPU, 8 GPUs and (with ``jax.distributed``) severa
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -63,7 +66,37 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
 
+# XLA:CPU (jaxlib 0.10) hands convolutions, matmuls and reductions to YNNPACK by default; its
+# convolutions are 1.3x to 4x slower than XLA's own (Eigen) ones here, above all the weight
+# gradients (one 3x3 weight gradient: 1130 ms against 299 ms). Keep matmuls and reductions in
+# YNNPACK and let XLA compute the convolutions. Measured in benchmarks/README.md.
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+}
+
+
+@functools.cache
+def _cpu_options_accepted() -> bool:
+  try:
+    jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(compiler_options=CPU_COMPILER_OPTIONS)
+    return True
+  except Exception as e:  # pylint: disable=broad-except  # jaxlib raises its own runtime error types
+    logging.warning("this jaxlib does not take the CPU compiler options %s (%s); compiling with its defaults",
+                    CPU_COMPILER_OPTIONS, str(e).splitlines()[0])
+    return False
+
+
+def compiler_options(mesh: Mesh) -> dict[str, str]:
+  """The XLA options the train step is compiled with: ``CPU_COMPILER_OPTIONS`` on a CPU mesh
+  whose jaxlib accepts them, none on any other backend (GPU and TPU never see a CPU flag)."""
+  if mesh.devices.flat[0].platform != "cpu" or not _cpu_options_accepted():
+    return {}
+  return dict(CPU_COMPILER_OPTIONS)
+
+
 def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
-  """``jax.jit`` of ``(state, batch) -> (state, metrics)``: state replicated and donated."""
+  """``jax.jit`` of ``(state, batch) -> (state, metrics)``: state replicated and donated, with
+  ``compiler_options(mesh)``."""
   return jax.jit(train_step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0,
+                 compiler_options=compiler_options(mesh))
