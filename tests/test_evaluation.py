@@ -115,4 +115,24 @@ def test_evaluate_then_compare_reuses_the_results(smoke_run, tmp_path, monkeypat
   fd_row = next(line for line in table.splitlines() if line.startswith("| FD(test, samples)"))
   assert fd_row.count(f"{results['samples/frechet_distance']:.4g}") == 2
   assert "| domain classifier test accuracy |" in table
+  assert "| classifier agrees with the label on reconstructions |" in table
   assert (tmp_path / "cmp" / "comparison.png").is_file() and (tmp_path / "cmp" / "comparison.md").is_file()
+
+
+def test_reconstruction_label_accuracy_is_the_classifiers_verdict_on_dec_mu(smoke_run, tmp_path, monkeypatch):
+  """Recomputed from the checkpoint: Dec(mu(x)) for every test image, the cached classifier's argmax."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import data, domain_classifier  # pylint: disable=import-outside-toplevel
+  from vaegan_jax.methods import vaegan  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv("VAEGAN_CACHE_DIR", str(tmp_path / "cache"))
+  work = tmp_path / "run"
+  shutil.copytree(smoke_run, work)
+  results, _ = evaluation.evaluate(str(work))
+  run, state, _ = evaluation.restore_run(str(work))
+  test = data.split_arrays(run.config, run.config.data.eval_split)
+  classifier = evaluation.classifier_for(run.config, data.split_arrays(run.config, run.config.data.train_split), test)
+  recon = jax.jit(lambda im: vaegan.reconstruct(run.models, state, im))(test["image"])
+  probs, _ = domain_classifier.predict(classifier, np.asarray(recon))
+  assert results["reconstructions/label_accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == test["label"])))
+  real, _ = domain_classifier.predict(classifier, test["image"])
+  assert results["test/label_accuracy"] == pytest.approx(float(np.mean(real.argmax(1) == test["label"])))

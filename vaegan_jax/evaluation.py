@@ -12,6 +12,9 @@ theirs the same way. What every evaluation reports, on the test split:
   trained once per dataset (``domain_classifier``), whose test accuracy is reported with them;
 * sharpness: mean Laplacian variance of reconstructions and samples over that of the test
   images (1.0 = as sharp as real data);
+* on labelled data (MNIST): how often the domain classifier's verdict on a reconstruction is
+  the input's true label (``reconstructions/label_accuracy``; ``test/label_accuracy`` on the
+  test images themselves is its ceiling);
 * on data with attribute labels (the CelebA subset): attribute agreement of reconstructions
   scored by the 40-attribute classifier, and attribute arithmetic (Larsen et al. 2016,
   sec. 5.2) with the classifier's probability of the attribute before and after the edit.
@@ -284,10 +287,15 @@ def evaluate_vaegan_family(ctx: EvalContext) -> dict:
     n = rows * rows // 2
     _save(ctx, "reconstructions",
           images.make_grid(images.interleave_rows(x[:n], images.to_uint8(recon[:n]), rows), rows))
+    recon_probs, _ = domain_classifier.predict(ctx.classifier, recon, bs)
     if "attributes" in ctx.test:
       out.update(_attribute_agreement(ctx, "test", test_probs))
-      recon_probs, _ = domain_classifier.predict(ctx.classifier, recon, bs)
       out.update(_attribute_agreement(ctx, "reconstructions", recon_probs))
+    elif "label" in ctx.test:
+      # Does Dec(mu(x)) keep x's class? The classifier's verdict on reconstructions against the
+      # true label, beside its accuracy on the test images themselves (its ceiling).
+      out["test/label_accuracy"] = float(np.mean(np.argmax(test_probs, 1) == ctx.test["label"]))
+      out["reconstructions/label_accuracy"] = float(np.mean(np.argmax(recon_probs, 1) == ctx.test["label"]))
   ctx.progress.update()
 
   pairs = min(c.eval.num_pairs, len(x) // 2)
@@ -870,6 +878,7 @@ COMPARISON_ROWS = (
     ("reconstructions/kernel_distance", "KID(test, reconstructions)"),
     ("samples/sharpness_ratio", "sharpness of samples / test"),
     ("reconstructions/sharpness_ratio", "sharpness of reconstructions / test"),
+    ("reconstructions/label_accuracy", "classifier agrees with the label on reconstructions"),
     ("loss/pixel_mse", "pixel MSE of Dec(mu) ([-1, 1])"),
     ("loss/dis_l_mse", "Dis_l MSE of Dec(mu)"),
     ("triplet/accuracy", "triplet accuracy of test means"),
