@@ -1,0 +1,62 @@
+"""The benchmark scripts run: benchmarks/gpu_session.py's dry run on the CPU, and the CelebA carry round trip."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from benchmarks import gpu_session, prepare_gpu_carry
+from tests.conftest import REPO
+
+
+def test_gpu_session_dry_run_on_cpu(tmp_path, tfds_dir):
+  """Every stage of the GPU session on tiny configs: install check, benchmark (PyTorch rows where
+  torch is installed, a note where not), train stopped at its step count, eval, the files a device
+  call returns (at most 8)."""
+  out = tmp_path / "out"
+  env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
+  proc = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--device", "cpu", "--quick", "--budget", "900",
+                         "--out", str(out), "--carry", str(tmp_path / "no_carry")],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  files = set(os.listdir(out))
+  assert {"benchmark.json", "benchmark.md", "session.json", "session.log", "train_metrics.jsonl",
+          "eval_metrics.json", "samples.png", "reconstructions.png"} == files, files
+  session = json.loads((out / "session.json").read_text())
+  assert all(stage["returncode"] == 0 for stage in session["stages"].values()), session
+  assert session["train"]["steps"] == 4
+  bench = json.loads((out / "benchmark.json").read_text())
+  impls = {(r["model"], r["impl"]) for r in bench["rows"]}
+  assert ("vaegan", "jax float32") in impls and ("tvae", "jax float32") in impls, impls
+  for row in bench["rows"]:
+    assert row["seconds_per_step"] > 0 and row["step_flops"] > 0 and row["steps"] == 3
+  try:
+    import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    assert ("vaegan", "torch eager NCHW") in impls
+    assert bench["equivalence"][-1]["dtype"] == "float64" and bench["equivalence"][-1]["grad_rel_diff"] < 1e-5
+  except ImportError:
+    assert any("PyTorch rows skipped" in n for n in bench["notes"]), bench["notes"]
+  assert "| vaegan | jax float32 |" in (out / "benchmark.md").read_text()
+  assert json.loads((out / "eval_metrics.json").read_text())["samples/frechet_distance"] > 0
+
+
+def test_celeba_webp_carry_rebuilds_the_npz_byte_for_byte(tmp_path):
+  """pack (prepare_gpu_carry) then unpack (gpu_session): lossless faces, same arrays, same file bytes."""
+  rng = np.random.default_rng(0)
+  arrays = {"images": rng.integers(0, 256, (12, 64, 64, 3), dtype=np.uint8),
+            "attributes": rng.integers(-1, 2, (12, 40)).astype(np.int8),
+            "attribute_names": np.asarray([f"a{i}" for i in range(40)]),
+            "identity": np.arange(12, dtype=np.int32)}
+  original = tmp_path / "faces.npz"
+  np.savez_compressed(original, **arrays)
+  packed = tmp_path / "carry.npz"
+  prepare_gpu_carry.pack_celeba(str(original), str(packed))
+  rebuilt = tmp_path / "rebuilt.npz"
+  digest = gpu_session.unpack_celeba(str(packed), str(rebuilt))
+  assert digest == hashlib.sha256(original.read_bytes()).hexdigest()
+  with np.load(rebuilt) as npz:
+    for k, v in arrays.items():
+      np.testing.assert_array_equal(npz[k], v)
