@@ -102,11 +102,15 @@ def test_a_signal_checkpoints_exits_0_and_the_rerun_resumes_exactly(sig, resume,
       time.sleep(0.05)
 
     # A second writer on the same workdir is refused, naming the holder; nothing is written.
+    # The holder is paused meanwhile (SIGSTOP keeps its flock), so that its own checkpoint
+    # saves cannot change the folder between the two snapshots.
+    proc.send_signal(signal.SIGSTOP)
     before = snapshot(pathlib.Path(workdir) / "checkpoints")
     smoke_config.train.num_steps = 3
     with pytest.raises(WorkdirBusyError, match=f"in use by another train.py \\(pid {proc.pid} "):
       trainer.train_and_evaluate(smoke_config, workdir)
     assert snapshot(pathlib.Path(workdir) / "checkpoints") == before
+    proc.send_signal(signal.SIGCONT)
 
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
