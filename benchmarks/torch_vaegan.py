@@ -213,6 +213,10 @@ class TrainStep:
     self.optimizers = {name: torch.optim.RMSprop(net.parameters(), lr=learning_rate, alpha=rmsprop_decay, eps=eps,
                                                  weight_decay=weight_decay, foreach=True)
                        for name, net in model.networks().items()}
+    if compile:
+      # The three pullbacks retain the graph for one another, which a compiled backward that
+      # donates its saved buffers refuses ("non-empty donated buffers ... retain_graph=False").
+      torch._functorch.config.donated_buffer = False  # pylint: disable=protected-access
     self.losses = torch.compile(model.losses) if compile else model.losses
     self.autocast = autocast
 
