@@ -173,7 +173,13 @@ def main(argv=None) -> None:
            "--deadline", str(int(0.5 * session.left()))]
   if args.quick:
     bench += ["--quick", "--only", "vaegan,tvae,pipeline"]
-  session.run("benchmark", bench, 0.55 * session.left(), stdout_to=os.path.join(args.out, "benchmark.md"))
+  bench_md = os.path.join(args.out, "benchmark.md")
+  session.run("benchmark", bench, 0.55 * session.left(), stdout_to=bench_md)
+  if os.path.isfile(bench_json):  # run.py saves after every row; a run cut short still gets its table
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run as benchmark  # pylint: disable=import-outside-toplevel
+    with open(bench_json) as f, open(bench_md, "a") as md:
+      md.write("\n\n" + benchmark.markdown(json.load(f)) + "\n")
 
   # 4. Train the paper's VAE/GAN on CelebA (the embedded MNIST digits where CelebA is absent).
   config = "configs/vaegan_celeba.py" if data_root else "configs/default.py"
