@@ -1,0 +1,98 @@
+"""Where the VAE/GAN train step spends its time: a per-operation table from one profiled step.
+
+  python benchmarks/profile_step.py                         # configs/vaegan_celeba.py, batch 64
+  python benchmarks/profile_step.py --batch 32 --top 30 --config default
+
+Compiles the step as train.py does (``parallel.jit_train_step``), runs two steps, traces a third
+with ``jax.profiler`` (Perfetto trace) and prints, per XLA operation, the time from its start
+to its end (for asynchronous operations the "end:" event), its shape, convolution window and
+the JAX operation it came from; then the totals per kind of operation. On the CPU several
+operations run at once on the two cores, so the times add up to more than the step. This
+table guided the changes in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def op_durations(trace_dir: str) -> dict[str, float]:
+  """{XLA operation name: microseconds from its start to its (asynchronous) end}."""
+  path = glob.glob(os.path.join(trace_dir, "**", "*perfetto_trace.json.gz"), recursive=True)[0]
+  with gzip.open(path) as f:
+    events = json.load(f)
+  events = events["traceEvents"] if isinstance(events, dict) else events
+  start, end = {}, {}
+  for e in events:
+    if e.get("ph") != "X" or e["name"].startswith(("ThunkExecutor", "$", "Threadpool")):
+      continue
+    if e["name"].startswith("end: "):
+      end[e["name"][5:]] = e["ts"] + e["dur"]
+    else:
+      start[e["name"]] = (e["ts"], e["ts"] + e["dur"])
+  return {name: end.get(name, stop) - begin for name, (begin, stop) in start.items()}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--config", default="vaegan_celeba")
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--top", type=int, default=25)
+  args = parser.parse_args()
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import run as benchmark  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import methods, parallel  # pylint: disable=import-outside-toplevel
+
+  config = benchmark.load_config(args.config)
+  config.train.batch_size = args.batch
+  method = methods.get(config.method)
+  models = method.build_models(config, benchmark.IMAGE_SHAPES[config.data.name])
+  optimizers = method.make_optimizers(config, 100)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = jax.jit(functools.partial(method.create_train_state, config=config, models=models, optimizers=optimizers),
+                  out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+  batch = parallel.shard_batch(benchmark.example_batch(config, args.batch, np.random.default_rng(0)), mesh)
+  compiled = parallel.jit_train_step(method.make_train_step(config, models, optimizers), mesh).lower(state, batch).compile()
+  hlo = compiled.as_text()
+  for _ in range(2):
+    state, _ = compiled(state, batch)
+  jax.block_until_ready(state)
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
+    durations = op_durations(trace_dir)
+
+  kinds = collections.Counter()
+  print(f"{'ms':>8}  {'operation':32s} {'shape':30s} {'window':46s} from")
+  for i, (name, us) in enumerate(sorted(durations.items(), key=lambda kv: -kv[1])):
+    kinds[re.sub(r"[.0-9]+$", "", name)] += us
+    if i >= args.top:
+      continue
+    m = re.search(r"^\s*(?:ROOT )?%" + re.escape(name) + r" = (\S+) \w+\(.*$", hlo, re.M)
+    line = m.group(0) if m else ""
+    window = re.search(r"window=\{[^}]*\}", line)
+    origin = re.search(r'op_name="([^"]+)"', line)
+    print(f"{us / 1e3:8.1f}  {name:32s} {(m.group(1) if m else '?')[:30]:30s} {window.group(0) if window else '':46s} "
+          f"{origin.group(1)[-60:] if origin else ''}")
+  print(f"\nsum over operations {sum(durations.values()) / 1e6:.2f} s; by kind:")
+  for kind, us in kinds.most_common(12):
+    print(f"{us / 1e3:10.1f} ms  {kind}")
+
+
+if __name__ == "__main__":
+  main()
