@@ -1,15 +1,18 @@
 """Network shapes, separate parameter trees, and the stride-2 convolutions of models/layers.py."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vaegan_jax import config as config_lib
 from vaegan_jax.config import base_config
 from vaegan_jax.methods import vaegan
 from vaegan_jax.models import Decoder, Discriminator, Encoder, SubpixelConvTranspose
-from vaegan_jax.models import layers
+from vaegan_jax.models import larsen, layers
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (64, 64, 3)])
@@ -147,3 +150,44 @@ def test_each_method_builds_its_networks_as_separate_trees(method, networks):
   c = base_config()
   c.method = method
   assert set(vaegan.build_models(c, (28, 28, 1))) == networks
+
+
+def test_runs_saved_before_pytorch_padding_rebuild_their_networks():
+  """A config saved before model.conv_padding existed is a run trained with XLA's 'SAME' padding:
+  it restores into the same parameter tree, and its decoder layer is the transposed convolution
+  it was trained with, written here from its definition: out[2j + 3 - k] += in[j] * w[k]."""
+  saved = config_lib.to_json(base_config())
+  assert config_lib.from_json(saved).model.conv_padding == "pytorch"
+  del saved["model"]["conv_padding"]
+  c = config_lib.from_json(saved)
+  assert c.model.conv_padding == "same"
+
+  x = jnp.zeros((2, 28, 28, 1))
+  shapes = {}
+  for padding in config_lib.CONV_PADDINGS:
+    c.model.conv_padding = padding
+    models = vaegan.build_models(c, x.shape[1:])
+    variables = {name: jax.eval_shape(functools.partial(m.init, train=False), jax.random.key(0),
+                                      x if name != "decoder" else jnp.zeros((2, 128)))
+                 for name, m in models.items()}
+    shapes[padding] = jax.tree.map(lambda a: a.shape, variables)
+  assert shapes["same"] == shapes["pytorch"]   # a checkpoint of either restores into either
+
+  c_in, c_out, (h, w) = 3, 5, (4, 3)
+  layer = larsen._conv_transpose(c_out, jnp.float32, "same", 0)   # pylint: disable=protected-access
+  x = jax.random.normal(jax.random.key(2), (2, h, w, c_in))
+  params = layer.init(jax.random.key(1), x)
+  kernel = np.asarray(params["params"]["kernel"])
+  full = np.zeros((2, 2 * h + 3, 2 * w + 3, c_out))   # rows -1 .. 2h + 1
+  for i in range(h):
+    for j in range(w):
+      full[:, 2 * i:2 * i + 5, 2 * j:2 * j + 5] += np.einsum("bc,hwcf->bhwf", np.asarray(x[:, i, j]),
+                                                             kernel[::-1, ::-1])
+  np.testing.assert_allclose(layer.apply(params, x), full[:, 1:1 + 2 * h, 1:1 + 2 * w], atol=1e-5)
+
+  # The decoders of the two conventions share parameters but not their function.
+  z = jax.random.normal(jax.random.key(0), (2, 128))
+  decoders = {p: Decoder(image_shape=(28, 28, 1), features=(16, 8, 4), padding=p) for p in config_lib.CONV_PADDINGS}
+  variables = decoders["pytorch"].init(jax.random.key(1), z, train=False)
+  out = {p: d.apply(variables, z, train=False) for p, d in decoders.items()}
+  assert float(jnp.max(jnp.abs(out["same"] - out["pytorch"]))) > 1e-3

@@ -28,6 +28,9 @@ CCVAE_CELEBA_LABELS = (
     "Wavy_Hair", "Wearing_Necktie", "Young")
 DIGITS = tuple(str(d) for d in range(10))
 GENERATOR_LOSSES = ("minimax", "non_saturating")
+# Padding of the Larsen networks' 5x5 stride-2 layers: PyTorch's (2 on every side; the PyTorch
+# port's layers), or XLA's 'SAME' that every run saved before 2026-11-30 was trained with.
+CONV_PADDINGS = ("pytorch", "same")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -65,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-6
   c.model.dtype = "float32"    # compute dtype; parameters stay float32
+  c.model.conv_padding = "pytorch"  # one of CONV_PADDINGS; saved configs without it are "same"
   c.model.mlp_hidden = (400,)  # tvae, aae: hidden widths of each fully connected network
 
   c.loss = ml_collections.ConfigDict()
@@ -431,6 +435,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_choice(config.loss.llike, LLIKES, "loss.llike")
   _check_choice(config.loss.generator, GENERATOR_LOSSES, "loss.generator")
   _check_choice(config.model.dtype, DTYPES, "model.dtype")
+  _check_choice(config.model.conv_padding, CONV_PADDINGS, "model.conv_padding")
   if config.method == "vaegan" and config.loss.llike != "dis_l":
     raise ValueError("config.method='vaegan' learns its similarity in Dis_l: set --config.loss.llike=dis_l "
                      "(a pixel likelihood with a discriminator is not a model of the paper)")
@@ -568,7 +573,9 @@ def from_json(data: dict) -> ml_collections.ConfigDict:
   """Inverse of ``to_json`` for a config saved with a checkpoint.
 
   The saved values are laid over today's ``base_config()``, so a run saved before a key
-  existed gets that key's default; lists become tuples again, so model fields stay hashable.
+  existed gets that key's default, except ``model.conv_padding``, which is "same" for such
+  runs (their networks were trained with that padding); lists become tuples again, so model
+  fields stay hashable.
 
   Raises:
     ValueError: a saved key that this version does not know (a run of a newer version, or
@@ -591,5 +598,8 @@ def from_json(data: dict) -> ml_collections.ConfigDict:
         target[k] = v
 
   config = base_config()
-  lay_over(config, fix(data), "")
+  data = fix(data)
+  if "conv_padding" not in data.get("model", {"conv_padding": None}):
+    config.model.conv_padding = "same"  # saved before the key existed: trained with XLA's 'SAME' padding
+  lay_over(config, data, "")
   return config

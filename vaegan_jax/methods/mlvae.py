@@ -71,7 +71,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
     return {"encoder": MLPEncoder(latent_dim=d, hidden=hidden, dtype=dtype),
             "decoder": MLPDecoder(image_shape=tuple(image_shape), hidden=hidden[::-1], dtype=dtype)}
   check_image_shape(image_shape, {"encoder": m.encoder_features, "decoder": m.decoder_features})
-  bn = dict(bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, dtype=dtype)
+  bn = dict(bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, dtype=dtype, padding=m.conv_padding)
   return {"encoder": Encoder(latent_dim=d, features=tuple(m.encoder_features), dense=m.encoder_dense, **bn),
           "decoder": Decoder(image_shape=tuple(image_shape), features=tuple(m.decoder_features), **bn)}
 

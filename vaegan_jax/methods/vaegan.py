@@ -67,7 +67,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
   m = config.model
   check_image_shape(image_shape, {name: m[f"{name}_features"] for name in NETWORKS[config.method]})
   dtype = jnp.dtype(m.dtype)
-  bn = dict(bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, dtype=dtype)
+  bn = dict(bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, dtype=dtype, padding=m.conv_padding)
   all_models = {
       "encoder": Encoder(latent_dim=m.latent_dim, features=tuple(m.encoder_features), dense=m.encoder_dense, **bn),
       "decoder": Decoder(image_shape=tuple(image_shape), features=tuple(m.decoder_features), **bn),

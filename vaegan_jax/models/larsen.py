@@ -51,14 +51,29 @@ def check_image_shape(image_shape: Sequence[int], features: dict[str, Sequence[i
           + (" after the first" if name == "discriminator" else ""))
 
 
-def _strided_conv(features: int, dtype: Any) -> nn.Conv:
-  """5x5, stride 2, padding 2 on every side, no bias: PyTorch's ``Conv2d(c, features, 5, 2, 2, bias=False)``.
-
-  Output ``ceil(n / 2)`` for input ``n``; computed by ``layers.strided_conv`` (input gradient
-  without zero dilation).
+def _strided_conv(features: int, dtype: Any, padding: str) -> nn.Conv:
+  """5x5, stride 2, no bias. ``padding="pytorch"``: 2 on every side, PyTorch's ``Conv2d(c, features,
+  5, 2, 2, bias=False)``, computed by ``layers.strided_conv`` (input gradient without zero
+  dilation); ``"same"``: XLA's 'SAME' (1 before, 2 after on even sizes), the convention of runs
+  saved before 2026-11-30. Output ``ceil(n / 2)`` for input ``n`` either way.
   """
+  if padding == "same":
+    return nn.Conv(features, (5, 5), strides=(2, 2), padding="SAME", use_bias=False, dtype=dtype)
   return nn.Conv(features, (5, 5), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False, dtype=dtype,
                  conv_general_dilated=layers.conv_general_dilated)
+
+
+def _conv_transpose(features: int, dtype: Any, padding: str, index: int) -> nn.Module:
+  """5x5, stride 2, doubling the size. ``"pytorch"``: ``ConvTranspose2d(c, features, 5, 2, 2,
+  output_padding=1)`` (``layers.SubpixelConvTranspose``); ``"same"``: flax's ``ConvTranspose``
+  with 'SAME' padding, the layer of runs saved before 2026-11-30, under the same parameter name
+  (``SubpixelConvTranspose_<index>``) so that their checkpoints restore.
+  """
+  name = f"SubpixelConvTranspose_{index}"
+  if padding == "same":
+    return nn.ConvTranspose(features, (5, 5), strides=(2, 2), padding="SAME", use_bias=False, dtype=dtype,
+                            name=name)
+  return SubpixelConvTranspose(features, dtype=dtype, name=name)
 
 
 def _batch_norm(train: bool, momentum: float, epsilon: float, dtype: Any) -> nn.BatchNorm:
@@ -77,6 +92,7 @@ class Encoder(nn.Module):
     dense: width of the hidden dense layer (1024 in the original code; the paper says 2048).
     bn_momentum, bn_epsilon: BatchNorm settings (0.9 and 1e-6 in the original).
     dtype: computation dtype; parameters are f32.
+    padding: the stride-2 layers' padding, "pytorch" or "same" (``config.CONV_PADDINGS``, ``model.conv_padding``).
   """
 
   latent_dim: int = 128
@@ -85,6 +101,7 @@ class Encoder(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-6
   dtype: Any = jnp.float32
+  padding: str = "pytorch"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
@@ -99,7 +116,7 @@ class Encoder(nn.Module):
     """
     h = x.astype(self.dtype)
     for f in self.features:
-      h = _strided_conv(f, self.dtype)(h)
+      h = _strided_conv(f, self.dtype, self.padding)(h)
       h = nn.relu(_batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype)(h))
     h = h.reshape(h.shape[0], -1)
     h = nn.Dense(self.dense, use_bias=False, dtype=self.dtype)(h)
@@ -119,7 +136,7 @@ class Decoder(nn.Module):
   Attributes:
     image_shape: (height, width, channels) of the data, taken from the dataset.
     features: channels of the transposed convolutions (256, 128, 32).
-    bn_momentum, bn_epsilon, dtype: as for ``Encoder``.
+    bn_momentum, bn_epsilon, dtype, padding: as for ``Encoder``.
   """
 
   image_shape: Sequence[int] = (64, 64, 3)
@@ -127,6 +144,7 @@ class Decoder(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-6
   dtype: Any = jnp.float32
+  padding: str = "pytorch"
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
@@ -145,8 +163,8 @@ class Decoder(nn.Module):
     h = nn.Dense(h0 * w0 * self.features[0], use_bias=False, dtype=self.dtype)(z.astype(self.dtype))
     h = nn.relu(_batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype)(h))
     h = h.reshape(z.shape[0], h0, w0, self.features[0])
-    for f in self.features:
-      h = SubpixelConvTranspose(f, dtype=self.dtype)(h)
+    for i, f in enumerate(self.features):
+      h = _conv_transpose(f, self.dtype, self.padding, i)(h)
       h = nn.relu(_batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype)(h))
     h = nn.Conv(channels, (5, 5), padding="SAME", dtype=self.dtype)(h)
     top, left = (h.shape[1] - height) // 2, (h.shape[2] - width) // 2
@@ -165,7 +183,7 @@ class Discriminator(nn.Module):
   Attributes:
     features: (32, 128, 256, 256) in the paper.
     dense: 512 in the paper.
-    bn_momentum, bn_epsilon, dtype: as for ``Encoder``.
+    bn_momentum, bn_epsilon, dtype, padding: as for ``Encoder``.
   """
 
   features: Sequence[int] = (32, 128, 256, 256)
@@ -173,6 +191,7 @@ class Discriminator(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-6
   dtype: Any = jnp.float32
+  padding: str = "pytorch"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
@@ -189,7 +208,7 @@ class Discriminator(nn.Module):
     h = nn.relu(nn.Conv(self.features[0], (5, 5), padding="SAME", dtype=self.dtype)(x.astype(self.dtype)))
     dis_l = h
     for f in self.features[1:]:
-      dis_l = _strided_conv(f, self.dtype)(h)
+      dis_l = _strided_conv(f, self.dtype, self.padding)(h)
       h = nn.relu(_batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype)(dis_l))
     h = h.reshape(h.shape[0], -1)
     h = nn.Dense(self.dense, use_bias=False, dtype=self.dtype)(h)
