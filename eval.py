@@ -50,13 +50,13 @@ def main(argv):
 
 def evaluate():
   """eval.py's work, in one process: a table (--compare) or one run's metrics and figures."""
-  from vaegan_jax import evaluation, trainer  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import evaluators, trainer  # pylint: disable=import-outside-toplevel
   try:
     if FLAGS.compare:
-      print(evaluation.compare(FLAGS.compare, FLAGS.out))
+      print(evaluators.compare(FLAGS.compare, FLAGS.out))
       print(f"wrote {FLAGS.out}/comparison.md and comparison.png")
       return
-    results, folder = evaluation.evaluate(FLAGS.workdir, FLAGS.step)
+    results, folder = evaluators.evaluate(FLAGS.workdir, FLAGS.step)
   except trainer.EXPECTED_ERRORS as e:
     raise SystemExit(f"eval.py: {e}") from None
   print(f"step {results['step']}: method={results['method']} data={results['dataset']}")

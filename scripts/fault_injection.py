@@ -76,8 +76,8 @@ def _wait_for_loop(workdir: str, proc: subprocess.Popen) -> float | None:
 def final_state(workdir: str):
   """The newest checkpoint as host numpy leaves, with its step."""
   import jax  # pylint: disable=import-outside-toplevel
-  from vaegan_jax import evaluation  # pylint: disable=import-outside-toplevel
-  _, state, step = evaluation.restore_run(workdir)
+  from vaegan_jax import evaluators  # pylint: disable=import-outside-toplevel
+  _, state, step = evaluators.restore_run(workdir)
   return step, [jax.device_get(x) for x in jax.tree.leaves(state)]
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 from scipy import stats
 
 from tests.conftest import load_config
-from vaegan_jax import evaluation, metrics, priors, trainer
+from vaegan_jax import evaluators, metrics, priors, trainer
 from vaegan_jax.config import validate
 from vaegan_jax.data import labelled, pipeline
 from vaegan_jax.methods import aae
@@ -271,7 +271,7 @@ def test_train_and_evaluate_aae_smoke(name, fields, tfds_dir, tmp_path):
   trainer.train_and_evaluate(c, str(workdir))
   last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
   assert {"train/reconstruction", "train/d_z_loss", "train/g_z_loss"} <= set(last)
-  results, folder = evaluation.evaluate(str(workdir))
+  results, folder = evaluators.evaluate(str(workdir))
   assert results["method"] == c.method and results["parzen/num_samples"] == 500
   assert np.isfinite(results["parzen/log_likelihood"]) and results["parzen/bandwidth"] > 0
   if c.method == "semi_aae":

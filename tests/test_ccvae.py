@@ -11,7 +11,7 @@ import scipy.stats
 from PIL import Image
 
 from tests.conftest import load_config
-from vaegan_jax import domain_classifier, evaluation, losses, trainer
+from vaegan_jax import domain_classifier, evaluators, losses, trainer
 from vaegan_jax.config import validate
 from vaegan_jax.data import pipeline, supervision
 from vaegan_jax.methods import ccvae
@@ -240,14 +240,14 @@ def test_train_and_evaluate_ccvae_smoke(tfds_dir, tmp_path):
   logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert {"train/elbo", "train/llike", "train/kl", "train/log_qyx"} <= set(logged[-1])
   assert [m["train/supervised"] for m in logged if "train/supervised" in m] == [0.5, 0.5, 0.5]  # windows of 2
-  results, folder = evaluation.evaluate(str(workdir))
+  results, folder = evaluators.evaluate(str(workdir))
   assert results["method"] == "ccvae" and results["supervision_rate"] == 0.5
   assert 0.0 <= results["accuracy/mean"] <= 1.0 and 0.0 <= results["intervention/flip_rate"] <= 1.0
   assert 0.0 <= results["intervention/flip_rate_from_reconstruction"] <= 1.0
   # the ceiling, recomputed from the cached digit classifier's predictions on the test split:
   # each (digit d, value v) counts the first n images it calls otherwise, at its recall of v
   train_arrays, test_arrays = pipeline.split_arrays(c, c.data.train_split), pipeline.split_arrays(c, c.data.eval_split)
-  scorer = evaluation.classifier_for(c, train_arrays, test_arrays)
+  scorer = evaluators.classifier_for(c, train_arrays, test_arrays)
   called = domain_classifier.predict(scorer, test_arrays["image"])[0].argmax(-1)
   n, truth = min(c.eval.intervention_images, len(called)), test_arrays["label"]
   hits = cases = 0.0
@@ -262,7 +262,7 @@ def test_train_and_evaluate_ccvae_smoke(tfds_dir, tmp_path):
   assert all(f"reconstruction/{d}/keeps_0" in results for d in range(10))       # every digit is "not d" somewhere
   assert min(keeps) - 1e-9 <= results["intervention/reconstruction_agreement"] <= max(keeps) + 1e-9
   # the model's own verdict at the prior's locations, recomputed from the diagonal classifier's parameters
-  run, state, _ = evaluation.restore_run(str(workdir))
+  run, state, _ = evaluators.restore_run(str(workdir))
   prior, clf = ccvae.prior_parameters(state), jax.device_get(state.params["classifier"])
   logit = lambda loc: np.sum(loc * np.asarray(clf["weight"]), -1) + np.asarray(clf["bias"])  # noqa: E731
   own_1, own_0 = 1 / (1 + np.exp(-logit(prior["loc_true"]))), 1 / (1 + np.exp(logit(prior["loc_false"])))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from vaegan_jax import distributed, evaluation
+from vaegan_jax import distributed, evaluators
 
 
 # --- Settings: flags, environment and clusters -----------------------------------------------------
@@ -145,8 +145,8 @@ def test_two_processes_stop_together_on_sigterm_resume_and_equal_one_process_wit
   out = subprocess.run([sys.executable, *SMOKE, f"--workdir={single}", f"--config.train.num_steps={final}"],
                        capture_output=True, text=True, env=_env(tfds_dir, 8), cwd=REPO, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  _, two, _ = evaluation.restore_run(str(workdir), final)
-  _, one, _ = evaluation.restore_run(str(single), final)
+  _, two, _ = evaluators.restore_run(str(workdir), final)
+  _, one, _ = evaluators.restore_run(str(single), final)
   assert int(two.step) == int(one.step) == final
   for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one), strict=True):   # params, batch stats, optimizer
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vaegan_jax import config as config_lib
-from vaegan_jax import domain_classifier, evaluation
+from vaegan_jax import domain_classifier, evaluators
 
 
 def _snapshot(root: pathlib.Path) -> dict:
@@ -75,10 +75,10 @@ def test_saved_config_gets_defaults_for_newer_keys_and_rejects_unknown_ones():
 
 def test_eval_errors_are_clear_and_change_nothing(smoke_run, tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoints/ folder"):
-    evaluation.evaluate(str(tmp_path / "missing"))
+    evaluators.evaluate(str(tmp_path / "missing"))
   assert not (tmp_path / "missing").exists()
   with pytest.raises(FileNotFoundError, match=r"saved: \[3, 6\]"):
-    evaluation.evaluate(str(smoke_run), step=4)
+    evaluators.evaluate(str(smoke_run), step=4)
 
   # A run of a model this version does not know.
   other = tmp_path / "other"
@@ -89,7 +89,7 @@ def test_eval_errors_are_clear_and_change_nothing(smoke_run, tmp_path):
   config_file.write_text(json.dumps(saved))
   before = _snapshot(other)
   with pytest.raises(ValueError, match="method 'flow'.*cannot be rebuilt"):
-    evaluation.evaluate(str(other))
+    evaluators.evaluate(str(other))
   assert _snapshot(other) == before
 
   # A truncated checkpoint: the error offers the previous step.
@@ -99,18 +99,18 @@ def test_eval_errors_are_clear_and_change_nothing(smoke_run, tmp_path):
     blob.write_bytes(blob.read_bytes()[:10])
   before = _snapshot(broken)
   with pytest.raises(ValueError, match=r"checkpoint 6 .* cannot be restored.*other saved steps: \[3\]"):
-    evaluation.evaluate(str(broken))
+    evaluators.evaluate(str(broken))
   assert _snapshot(broken) == before
 
 
 def test_evaluate_then_compare_reuses_the_results(smoke_run, tmp_path, monkeypatch):
   monkeypatch.setenv("VAEGAN_CACHE_DIR", str(tmp_path / "cache"))
-  results, folder = evaluation.evaluate(str(smoke_run))
+  results, folder = evaluators.evaluate(str(smoke_run))
   assert folder == str(smoke_run / "eval" / "6") and not [p for p in os.listdir(smoke_run / "eval") if p != "6"]
   assert json.loads((smoke_run / "eval" / "6" / "metrics.json").read_text()) == json.loads(json.dumps(results))
   calls = []
-  monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: calls.append(a))
-  table = evaluation.compare([str(smoke_run), str(smoke_run)], str(tmp_path / "cmp"))
+  monkeypatch.setattr(evaluators.registry, "evaluate", lambda *a, **k: calls.append(a))
+  table = evaluators.compare([str(smoke_run), str(smoke_run)], str(tmp_path / "cmp"))
   assert not calls   # the finished eval/6 was reused
   fd_row = next(line for line in table.splitlines() if line.startswith("| FD(test, samples)"))
   assert fd_row.count(f"{results['samples/frechet_distance']:.4g}") == 2
@@ -127,10 +127,10 @@ def test_reconstruction_label_accuracy_is_the_classifiers_verdict_on_dec_mu(smok
   monkeypatch.setenv("VAEGAN_CACHE_DIR", str(tmp_path / "cache"))
   work = tmp_path / "run"
   shutil.copytree(smoke_run, work)
-  results, _ = evaluation.evaluate(str(work))
-  run, state, _ = evaluation.restore_run(str(work))
+  results, _ = evaluators.evaluate(str(work))
+  run, state, _ = evaluators.restore_run(str(work))
   test = data.split_arrays(run.config, run.config.data.eval_split)
-  classifier = evaluation.classifier_for(run.config, data.split_arrays(run.config, run.config.data.train_split), test)
+  classifier = evaluators.classifier_for(run.config, data.split_arrays(run.config, run.config.data.train_split), test)
   recon = jax.jit(lambda im: vaegan.reconstruct(run.models, state, im))(test["image"])
   probs, _ = domain_classifier.predict(classifier, np.asarray(recon))
   assert results["reconstructions/label_accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == test["label"])))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import load_config, shared_data_dir
-from vaegan_jax import evaluation, metrics, parallel, trainer
+from vaegan_jax import evaluators, metrics, parallel, trainer
 from vaegan_jax.config import validate
 from vaegan_jax.data import groups, pipeline
 from vaegan_jax.methods import mlvae
@@ -243,7 +243,7 @@ def test_train_and_evaluate_mlvae_smoke(tfds_dir, tmp_path):
   trainer.train_and_evaluate(c, str(workdir))
   last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
   assert {"train/llike", "train/kl_style", "train/kl_content", "train/elbo"} <= set(last)
-  results, folder = evaluation.evaluate(str(workdir))
+  results, folder = evaluators.evaluate(str(workdir))
   assert results["method"] == "mlvae"
   for key in ("probe/content_accuracy", "probe/style_accuracy", "probe/content_accuracy_grouped",
               "probe/style_accuracy_sampled", "probe/content_accuracy_grouped_sampled",

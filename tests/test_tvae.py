@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import load_config
-from vaegan_jax import evaluation, losses, metrics, trainer
+from vaegan_jax import evaluators, losses, metrics, trainer
 from vaegan_jax.config import base_config, smoke, tvae, validate
 from vaegan_jax.data import pipeline, triplets
 from vaegan_jax.methods import common
@@ -169,7 +169,7 @@ def test_train_and_evaluate_tvae_smoke(tfds_dir, tmp_path):
   c.data.data_dir = tfds_dir
   workdir = tmp_path / "tvae"
   trainer.train_and_evaluate(c, str(workdir))
-  evaluation.evaluate(str(workdir))
+  evaluators.evaluate(str(workdir))
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert all(k in lines[-1] for k in ("train/triplet", "train/kl", "train/llike", "train/triplet_active"))
   results = json.loads((workdir / "eval" / "6" / "metrics.json").read_text())
@@ -179,7 +179,7 @@ def test_train_and_evaluate_tvae_smoke(tfds_dir, tmp_path):
   for name in ("reconstructions", "samples", "latent_pca"):
     assert Image.open(workdir / "eval" / "6" / f"{name}.png").size[0] > 100
   # compare() puts the runs' latent figures side by side (here the same run twice: no re-evaluation).
-  table = evaluation.compare([str(workdir), str(workdir)], str(tmp_path / "cmp"))
+  table = evaluators.compare([str(workdir), str(workdir)], str(tmp_path / "cmp"))
   assert "triplet accuracy of test means" in table
   single = Image.open(workdir / "eval" / "6" / "latent_pca.png")
   assert Image.open(tmp_path / "cmp" / "latent_pca.png").size == (2 * single.size[0], single.size[1])

@@ -142,7 +142,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 500
   c.checkpoint.max_to_keep = 3
 
-  c.eval = ml_collections.ConfigDict()     # eval.py (see vaegan_jax/evaluation.py)
+  c.eval = ml_collections.ConfigDict()     # eval.py (see vaegan_jax/evaluators/)
   c.eval.batch_size = 200                  # images per device call
   c.eval.classifier_epochs = 5             # the cached domain classifier's training
   c.eval.cache_dir = ""                    # "" = $VAEGAN_CACHE_DIR or ~/.cache/vaegan_jax
