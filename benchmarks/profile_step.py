@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -53,28 +52,17 @@ def main() -> None:
   parser.add_argument("--top", type=int, default=25)
   args = parser.parse_args()
   import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
   import run as benchmark  # pylint: disable=import-outside-toplevel
-  from vaegan_jax import methods, parallel  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import parallel  # pylint: disable=import-outside-toplevel
 
   config = benchmark.load_config(args.config)
-  config.train.batch_size = args.batch
-  method = methods.get(config.method)
-  models = method.build_models(config, benchmark.IMAGE_SHAPES[config.data.name])
-  optimizers = method.make_optimizers(config, 100)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  state = jax.jit(functools.partial(method.create_train_state, config=config, models=models, optimizers=optimizers),
-                  out_shardings=parallel.replicated(mesh))(jax.random.key(0))
-  batch = parallel.shard_batch(benchmark.example_batch(config, args.batch, np.random.default_rng(0)), mesh)
-  compiled = parallel.jit_train_step(method.make_train_step(config, models, optimizers), mesh).lower(state, batch).compile()
-  hlo = compiled.as_text()
+  step = benchmark.JaxStep(config, args.batch, config.model.dtype, parallel.make_mesh(jax.devices()[:1]))
+  hlo = step.compiled.as_text()
   for _ in range(2):
-    state, _ = compiled(state, batch)
-  jax.block_until_ready(state)
+    step()
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-      state, metrics = compiled(state, batch)
-      jax.block_until_ready((state, metrics))
+      step()
     durations = op_durations(trace_dir)
 
   kinds = collections.Counter()
