@@ -61,23 +61,3 @@ def test_celeba64_subset(tfds_dir, monkeypatch):
   # The official partition is identity-disjoint here: 152 train identities, 22 test.
   test_ids = set(data.eval_images(c, 660)["identity"].tolist())
   assert len(test_ids) == 22
-
-
-@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
-def test_catalog_builder_needs_tensorflow_or_prepares_offline(name, tmp_path):
-  c = load_config("vaegan_mnist")
-  c.data.name = name
-  c.data.data_dir = str(tmp_path / "tfds")
-  shared = shared_data_dir()
-  try:
-    import tensorflow  # noqa: F401
-  except ImportError:
-    with pytest.raises(RuntimeError, match=r"vaegan-jax\[catalog\]"):
-      data.dataset_info(c)
-    return
-  if shared is None:
-    pytest.skip("TensorFlow is installed but ../shared/data is not here (no offline MNIST files)")
-  c.data.manual_dir = str(shared / name)
-  info = data.dataset_info(c)
-  assert (info.image_shape, info.num_train, info.num_eval) == ((28, 28, 1), 60000, 10000)
-  assert data.eval_images(c, 4)["image"].dtype == np.uint8

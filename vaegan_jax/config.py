@@ -49,13 +49,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "mnist5k"      # one of DATASETS
+  c.data.name = "mnist5k"      # one of DATASETS, "folder" (data.path) or "tfds:<catalog name>"
   c.data.manual_dir = ""       # raw files; "" = $VAEGAN_DATA_DIR/<dataset folder>
   c.data.data_dir = ""         # prepared tfds data; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.validation_split = ""  # aae: held-out split choosing the Parzen bandwidth ("" = none)
   c.data.num_threads = 4       # grain read threads
+  # data.name="folder" (your own images) and "tfds:<name>" (any tfds catalog dataset): images are
+  # converted to data.channels, cropped (data.crop, else the centre square) and resized with
+  # antialiasing to data.image_size, once, when the dataset is prepared.
+  c.data.path = ""             # folder: the root of the image tree
+  c.data.image_size = 64       # folder, tfds: side of the square images, pixels
+  c.data.channels = 3          # folder, tfds: 3 (RGB) or 1 (grey)
+  c.data.crop = ()             # folder, tfds: (left, top, right, bottom) box in source pixels; () = centre square
+  c.data.upscale = False       # folder, tfds: allow images smaller than image_size (else an error)
+  c.data.test_fraction = 0.1   # folder without train/ and test/ subfolders: share held out for test
+  c.data.split_seed = 0        # folder: seed of that held-out draw
+  c.data.skip_unreadable = False  # folder: skip unreadable image files (counted) instead of stopping
+  c.data.image_key = "image"   # tfds: the feature holding the image
+  c.data.label_key = "label"   # tfds: the feature holding the class label ("" = none)
   c.data.prefetch = 4          # batches read ahead of the device
 
   c.model = ml_collections.ConfigDict()
@@ -431,7 +444,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ValueError: naming the key, the bad value, the rule and the flag that fixes it.
   """
   _check_choice(config.method, METHODS, "method")
-  _check_choice(config.data.name, DATASETS, "data.name")
+  if config.data.name == "folder":
+    _check(bool(config.data.path), "data.path", config.data.path, "must name the image folder for data.name='folder'")
+  elif not config.data.name.startswith("tfds:"):
+    _check_choice(config.data.name, DATASETS + ("folder", "tfds:<name>"), "data.name")
+  _check(config.data.channels in (1, 3), "data.channels", config.data.channels, "must be 1 (grey) or 3 (RGB)")
+  _check(config.data.image_size >= 8, "data.image_size", config.data.image_size, "must be >= 8 pixels")
+  _check(len(config.data.crop) in (0, 4), "data.crop", config.data.crop,
+         "must be () or (left, top, right, bottom)")
+  _check(0.0 < config.data.test_fraction < 1.0, "data.test_fraction", config.data.test_fraction, "must be in (0, 1)")
   _check_choice(config.loss.llike, LLIKES, "loss.llike")
   _check_choice(config.loss.generator, GENERATOR_LOSSES, "loss.generator")
   _check_choice(config.model.dtype, DTYPES, "model.dtype")

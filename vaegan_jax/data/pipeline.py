@@ -1,12 +1,14 @@
 """From a config to batches: prepare the tfds builder, read ArrayRecord, batch with grain.
 
-Main path (chosen for a TensorFlow-free core; see README "Data"): every dataset is a
+Main path (chosen for a TensorFlow-free core; see docs/data.md): every dataset is a
 tensorflow-datasets builder prepared once to ArrayRecord, read by random access with
 ``tfds.data_source`` and shuffled, sharded per process and batched by grain. grain's
 ``MapDataset`` is indexable, so the iterator position is one integer that the checkpoint
 stores; a resumed run sees exactly the batches an uninterrupted run would have seen.
-TensorFlow is needed only once, to *prepare* the catalog builders ``mnist`` and
-``fashion_mnist`` (their Image features encode PNG with TensorFlow): the ``catalog`` extra.
+``data.name`` picks the builder: the project's own (``builders``: mnist5k, mnist and
+fashion_mnist from their IDX files, celeba64), a folder of images (``folder``), or any tfds
+catalog dataset (``tfds:<name>``, ``catalog``). None needs TensorFlow to prepare, except
+catalog datasets whose builders encode images with it.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vaegan_jax import distributed
-from vaegan_jax.data import builders  # importing registers mnist5k and celeba64 with tfds
+from vaegan_jax.data import builders  # importing registers mnist5k, mnist_idx, fashion_mnist_idx, celeba64
+from vaegan_jax.data import catalog, folder
 
 DATA_ENV = "VAEGAN_DATA_DIR"
 # Folder under $VAEGAN_DATA_DIR (e.g. ../shared/data) holding each dataset's raw files.
 _MANUAL_SUBDIR = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "celeba64": "celeba"}
-_CATALOG = ("mnist", "fashion_mnist")
+# data.name -> the registered builder that prepares it from local files.
+_BUILDER = {"mnist": "mnist_idx", "fashion_mnist": "fashion_mnist_idx"}
 _KEEP = ("image", "label", "attributes", "identity")
 
 
 class DataError(RuntimeError):
-  """Dataset files exist but cannot be used (corrupt, unreadable, or TensorFlow missing to
-  prepare them); the message says how to fix it."""
+  """Dataset files exist but cannot be used (corrupt or unreadable); the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +69,11 @@ def manual_dir(config: ml_collections.ConfigDict) -> str | None:
 
 def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   data_dir = os.path.expanduser(config.data.data_dir) if config.data.data_dir else None
-  return tfds.builder(config.data.name, data_dir=data_dir, file_format="array_record")
+  if config.data.name == "folder":
+    return folder.builder(config, data_dir)
+  if config.data.name.startswith(catalog.PREFIX):
+    return catalog.builder(config, data_dir, manual_dir(config))
+  return tfds.builder(_BUILDER.get(config.data.name, config.data.name), data_dir=data_dir, file_format="array_record")
 
 
 def check_raw_files(name: str, folder: str | None) -> None:
@@ -130,20 +137,14 @@ def prepare(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     FileNotFoundError: raw files (CelebA's npz, the IDX files) are neither under
       ``config.data.manual_dir`` nor under ``$VAEGAN_DATA_DIR/<dataset>``.
     ValueError: a configured split does not exist.
-    DataError: a raw file is truncated or corrupt; a catalog builder (mnist, fashion_mnist)
-      must be prepared and TensorFlow is not installed; the prepared copy is not ArrayRecord;
-      or it cannot be read.
+    DataError: a raw file is truncated or corrupt; the prepared copy is not ArrayRecord; or it
+      cannot be read.
+    folder.FolderError, catalog.CatalogError, convert.ImageError (ValueErrors): an image
+      folder or catalog dataset that cannot be used; the message names the file or setting.
   """
   builder = _builder(config)
   if not builder.is_prepared():
     name, manual = config.data.name, manual_dir(config)
-    if name in _CATALOG:
-      try:
-        import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-      except ImportError as e:
-        raise DataError(
-            f"Preparing the tfds catalog builder {name!r} needs TensorFlow (once; reading does not): "
-            "pip install 'vaegan-jax[catalog]', or use --config.data.name=mnist5k") from e
     check_raw_files(name, manual)
     download_config = tfds.download.DownloadConfig(manual_dir=manual) if manual else None
     builder.download_and_prepare(download_config=download_config)

@@ -50,20 +50,35 @@ def batched(fn: Callable, arrays: np.ndarray, batch_size: int) -> np.ndarray:
                          for i in range(0, len(arrays), batch_size)])
 
 
-def classifier_for(config, train: dict, test: dict) -> domain_classifier.DomainClassifier:
-  """The dataset's cached domain classifier: attributes where the dataset has them, else labels.
+ROTATION_IMAGES = 10_000  # unlabelled data: images (per split) the rotation classifier learns from
 
-  Raises:
-    ValueError: the dataset has neither labels nor attributes.
+
+def rotations(images: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+  """The first ``count`` images, each turned by 0, 90, 180 and 270 degrees: (u8[4n, h, w, c],
+  i64[4n] the number of quarter turns). The self-supervised task of Gidaris et al. 2018
+  ("Unsupervised representation learning by predicting image rotations"), which needs no label."""
+  images = images[:count]
+  turned = np.concatenate([np.rot90(images, k, axes=(1, 2)) for k in range(4)])
+  return turned, np.repeat(np.arange(4), len(images))
+
+
+def classifier_for(config, train: dict, test: dict) -> domain_classifier.DomainClassifier:
+  """The dataset's cached domain classifier, whose embedding the sample-quality scores use:
+  attributes where the dataset has them, else class labels, else (unlabelled data, such as a
+  folder of photos) the rotation of the image (``rotations``), which needs no label.
   """
   info = data.dataset_info(config)
   if "attributes" in train:
     kind, targets, test_targets, names = "multilabel", train["attributes"], test["attributes"], info.attribute_names
+    images, test_images = train["image"], test["image"]
   elif "label" in train:
     kind, targets, test_targets = "categorical", train["label"], test["label"]
     names = tuple(str(i) for i in range(int(targets.max()) + 1))
+    images, test_images = train["image"], test["image"]
   else:
-    raise ValueError(f"{config.data.name} has neither labels nor attributes to train a domain classifier on")
+    kind, names = "categorical", ("0", "90", "180", "270")
+    images, targets = rotations(train["image"], ROTATION_IMAGES)
+    test_images, test_targets = rotations(test["image"], ROTATION_IMAGES)
   return domain_classifier.load_or_train(
-      config.data.name, kind, names, train["image"], targets, test["image"], test_targets,
+      config.data.name.replace(":", "_"), kind, names, images, targets, test_images, test_targets,
       epochs=config.eval.classifier_epochs, seed=config.seed, cache_dir=config.eval.cache_dir or None)
