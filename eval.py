@@ -3,6 +3,7 @@
   python eval.py --workdir runs/vaegan_mnist5k              # newest checkpoint
   python eval.py --workdir runs/vaegan_mnist5k --step 420
   python eval.py --compare runs/vae,runs/gan,runs/vaegan --out runs/comparison
+  python eval.py --workdir runs/mine --export samples=10000,reconstructions=10000 --out runs/mine/png
 
 Writes WORKDIR/eval/<step>/metrics.json and reconstructions.png, samples.png,
 interpolation.png (and attribute_arithmetic.png on CelebA). The run is restored with the
@@ -21,7 +22,10 @@ from vaegan_jax import distributed
 flags.DEFINE_string("workdir", None, "A train.py --workdir to evaluate.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 flags.DEFINE_list("compare", None, "Comma-separated workdirs to evaluate and compare in one table.")
-flags.DEFINE_string("out", "runs/comparison", "With --compare: folder for comparison.md and comparison.png.")
+flags.DEFINE_string("out", None, "With --compare: folder for comparison.md and comparison.png (default "
+                    "runs/comparison). With --export: folder for the PNG files (required).")
+flags.DEFINE_string("export", None, "With --workdir: write numbered PNGs instead of evaluating, e.g. "
+                    "samples=10000,reconstructions=10000,test=10000 (for clean-fid, torch-fidelity).")
 distributed.define_flags()
 flags.adopt_module_key_flags(distributed)  # listed by --help, not only --helpfull
 FLAGS = flags.FLAGS
@@ -32,6 +36,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if bool(FLAGS.workdir) == bool(FLAGS.compare):
     raise app.UsageError("give either --workdir W (one run) or --compare W1,W2,... (a table)")
+  if FLAGS.export and not (FLAGS.workdir and FLAGS.out):
+    raise app.UsageError("--export needs --workdir W and --out DIR (the folder for the PNG files)")
   if FLAGS.verbosity == 0:
     logging.set_verbosity(logging.WARNING)
   if not distributed.initialize_from_flags("eval.py"):
@@ -53,8 +59,14 @@ def evaluate():
   from vaegan_jax import evaluators, trainer  # pylint: disable=import-outside-toplevel
   try:
     if FLAGS.compare:
-      print(evaluators.compare(FLAGS.compare, FLAGS.out))
-      print(f"wrote {FLAGS.out}/comparison.md and comparison.png")
+      out = FLAGS.out or "runs/comparison"
+      print(evaluators.compare(FLAGS.compare, out))
+      print(f"wrote {out}/comparison.md and comparison.png")
+      return
+    if FLAGS.export:
+      written = evaluators.export(FLAGS.workdir, FLAGS.step, evaluators.parse_export(FLAGS.export), FLAGS.out)
+      for kind, count in written.items():
+        print(f"wrote {count} PNG files to {FLAGS.out}/{kind}/")
       return
     results, folder = evaluators.evaluate(FLAGS.workdir, FLAGS.step)
   except trainer.EXPECTED_ERRORS as e:

@@ -7,7 +7,7 @@ function of an ``EvalContext`` returning its metrics, registered by method name 
 config and a checkpoint), ``context`` (``EvalContext``, the dataset's domain classifier,
 batched device calls), ``quality`` (sample quality in the classifier's embedding, the
 method's loss terms), ``figures`` (grids, interpolations, latent plots) and ``compare``
-(several runs in one table). Every metrics.json key is described in the docstring of the
+(several runs in one table); ``export`` writes numbered PNGs for external FID tools. Every metrics.json key is described in the docstring of the
 evaluator that writes it.
 
 Nothing is written unless the whole evaluation succeeds: results go to a temporary folder
@@ -16,8 +16,10 @@ that replaces ``eval/<step>`` at the end; checkpoints are only read.
 
 from vaegan_jax.evaluators.compare import COMPARISON_ROWS, compare
 from vaegan_jax.evaluators.context import EvalContext, batched, classifier_for
+from vaegan_jax.evaluators.export import export
+from vaegan_jax.evaluators.export import parse as parse_export
 from vaegan_jax.evaluators.registry import EVALUATORS, evaluate
 from vaegan_jax.evaluators.restore import restore_run
 
 __all__ = ["COMPARISON_ROWS", "EVALUATORS", "EvalContext", "batched", "classifier_for", "compare", "evaluate",
-           "restore_run"]
+           "export", "parse_export", "restore_run"]

@@ -1,0 +1,246 @@
+"""Using a trained model from Python: ``vaegan_jax.load(workdir)``.
+
+    import vaegan_jax
+    model = vaegan_jax.load("runs/mine")          # newest checkpoint; step=N for another
+    faces = model.sample(16, seed=0)              # u8[16, 64, 64, 3]
+    z = model.encode(faces)                       # f32[16, latent]
+    again = model.decode(z)                       # u8[16, 64, 64, 3]
+    path = model.interpolate(faces[0], faces[1], 8)
+
+Images go in and come out as u8 NumPy arrays of the dataset's shape [n, h, w, c] (one image
+[h, w, c] is taken as a batch of one); ``model.prepare`` brings any image (a file, a Pillow
+image, an array of another size or mode) to that shape the way the dataset was prepared.
+Work is cut into batches of ``config.eval.batch_size`` for the jitted networks, which run on
+the run's devices in evaluation mode (BatchNorm's running statistics). The run is rebuilt
+from its saved config, as ``eval.py`` does, so the dataset must be reachable as for eval.py.
+"""
+
+from __future__ import annotations
+
+import os
+import jax
+import numpy as np
+from PIL import Image
+
+from vaegan_jax import images as image_lib
+from vaegan_jax import metrics
+from vaegan_jax.data import convert
+from vaegan_jax.evaluators.context import batched
+from vaegan_jax.evaluators.restore import restore_run
+from vaegan_jax.methods import aae, ccvae, mlvae, tvae, vaegan
+
+_ENCODERLESS = ("gan",)
+
+
+def load(workdir: str, step: int | None = None) -> "Model":
+  """The model of a ``train.py`` workdir at its newest (or the given) checkpoint.
+
+  Raises:
+    FileNotFoundError: no checkpoint (at ``step``) in ``workdir``, or the dataset's files are
+      missing.
+    ValueError: a checkpoint this version cannot rebuild (see ``evaluators.restore_run``).
+  """
+  run, state, step = restore_run(workdir, step)
+  return Model(run, state, step, workdir)
+
+
+class Model:
+  """A restored model. Attributes: ``method``, ``config``, ``step``, ``image_shape`` (h, w, c),
+  ``latent_dim`` (the size of ``encode``'s codes and of ``decode``'s input), ``workdir``."""
+
+  def __init__(self, run, state, step: int, workdir: str):
+    self._run, self._state = run, state
+    self.config, self.method, self.step, self.workdir = run.config, run.config.method, step, workdir
+    self.image_shape = tuple(run.info.image_shape)
+    self._batch = int(run.config.eval.batch_size)
+    models, config, m = run.models, run.config, run.config.method
+    if m in ("vaegan", "vae", "gan"):
+      encode, decode = (lambda s, x: vaegan.encode(models, s, x)[0]), (lambda s, z: vaegan.sample(models, s, z))
+      draw = lambda key, n: jax.random.normal(key, (n, config.model.latent_dim))  # noqa: E731
+    elif m == "tvae":
+      encode, decode = (lambda s, x: tvae.encode(models, s, x)[0]), (lambda s, z: tvae.sample(models, s, z))
+      draw = lambda key, n: jax.random.normal(key, (n, config.model.latent_dim))  # noqa: E731
+    elif m in ("aae", "semi_aae"):
+      encode, decode = (lambda s, x: aae.encode(models, s, x)[0]), (lambda s, z: aae.sample(models, s, z))
+      draw = lambda key, n: aae.prior_sample(config, key, n)  # noqa: E731
+    elif m == "mlvae":
+      def encode(s, x):
+        (style, _), (content, _) = mlvae.encode(models, config, s, x)
+        return jax.numpy.concatenate([style, content], -1)
+      decode = lambda s, z: mlvae.sample(models, s, z)  # noqa: E731
+      draw = lambda key, n: mlvae.prior_sample(config, key, n)  # noqa: E731
+    elif m == "ccvae":
+      encode, decode = (lambda s, x: ccvae.encode(models, config, s, x)[0]), (lambda s, z: ccvae.decode(models, s, z))
+      draw = lambda key, n: ccvae.conditional_latents(  # noqa: E731
+          models, self._state, (jax.random.uniform(key, (n, ccvae.num_labels(config))) < 0.5).astype(np.float32),
+          jax.random.normal(jax.random.fold_in(key, 1), (n, config.model.latent_dim)))
+    else:
+      raise ValueError(f"vaegan_jax.load cannot use a {m!r} run")
+    self._encode = jax.jit(lambda x: encode(self._state, x))
+    self._decode = jax.jit(lambda z: decode(self._state, z))
+    self._draw = draw
+    self.latent_dim = int(jax.eval_shape(lambda key: draw(key, 1), jax.random.key(0)).shape[-1])
+    self._vectors: dict[str, np.ndarray] | None = None
+
+  def __repr__(self) -> str:
+    return (f"Model(method={self.method!r}, data={self.config.data.name!r}, step={self.step}, "
+            f"image_shape={self.image_shape}, latent_dim={self.latent_dim})")
+
+  # -- images in and out ---------------------------------------------------------------------
+
+  def prepare(self, image) -> np.ndarray:
+    """Any image to the dataset's form: u8[h, w, c] as the dataset's images were made (mode,
+    centre square or ``data.crop``, antialiased resize; ``data.convert.square``).
+
+    Args:
+      image: a file path, a Pillow image, or a u8/u16 array [h, w], [h, w, 1|3|4].
+
+    Raises:
+      convert.ImageError: an unreadable file, or an image smaller than the dataset's and
+        ``data.upscale`` off (the message says which).
+    """
+    spec = convert.ImageSpec(self.image_shape[0], self.image_shape[2], (), True)
+    if isinstance(image, (str, os.PathLike)):
+      try:
+        with Image.open(image) as opened:
+          opened.load()
+          return convert.square(opened, spec, str(image))
+      except OSError as e:
+        raise convert.ImageError(f"{image} cannot be read as an image ({e})") from e
+    if isinstance(image, Image.Image):
+      return convert.square(image, spec, "image")
+    return convert.from_array(np.asarray(image), spec, "image")
+
+  def _images(self, images, what: str = "images") -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim == 3:
+      x = x[None]
+    if x.dtype != np.uint8 or x.shape[1:] != self.image_shape:
+      raise ValueError(f"{what} must be u8 [n, {', '.join(map(str, self.image_shape))}] (or one such image), the "
+                       f"dataset's shape; got {x.dtype}{list(x.shape)}. model.prepare(image) converts any image")
+    return x
+
+  def _codes(self, z) -> np.ndarray:
+    z = np.asarray(z, np.float32)
+    if z.ndim == 1:
+      z = z[None]
+    if z.ndim != 2 or z.shape[1] != self.latent_dim:
+      raise ValueError(f"codes must be f32 [n, {self.latent_dim}] (or one code); got {list(z.shape)}")
+    return z
+
+  def _require_encoder(self, what: str) -> None:
+    if self.method in _ENCODERLESS:
+      raise ValueError(f"{what} needs an encoder, and a {self.method!r} model has none: use sample() and decode()")
+
+  # -- every method --------------------------------------------------------------------------
+
+  def encode(self, images) -> np.ndarray:
+    """u8 images -> f32[n, latent_dim] codes: the posterior mean (VAE/GAN, VAE, TVAE, CCVAE),
+    the encoder's code (AAE; [softmax y, z] for semi_aae), [style mean, content mean] (ML-VAE,
+    each image alone).
+
+    Raises:
+      ValueError: images of another shape or dtype; a GAN (no encoder).
+    """
+    self._require_encoder("encode")
+    return batched(self._encode, self._images(images), self._batch).astype(np.float32)
+
+  def decode(self, z) -> np.ndarray:
+    """f32[n, latent_dim] codes -> u8[n, h, w, c] images (the decoder's mean image).
+
+    Raises:
+      ValueError: codes of another size.
+    """
+    return image_lib.to_uint8(batched(self._decode, self._codes(z), self._batch))
+
+  def reconstruct(self, images) -> np.ndarray:
+    """u8 images -> u8 Dec(encode(images))."""
+    return self.decode(self.encode(images))
+
+  def sample(self, n: int, seed: int = 0) -> np.ndarray:
+    """u8[n, h, w, c] decodes of ``n`` prior draws (the model's prior: N(0, I), the AAE's
+    mixture or categorical prior, CCVAE's p(z|y) with y ~ Bernoulli(1/2)); same seed, same images."""
+    if n < 1:
+      raise ValueError(f"n={n}: sample at least one image")
+    return self.decode(np.asarray(self._draw(jax.random.key(seed), n)))
+
+  def interpolate(self, a, b, num: int = 8) -> np.ndarray:
+    """u8[num, h, w, c]: decodes of ``num`` codes evenly spaced on the line from encode(a) to
+    encode(b), ends included; ``a`` and ``b`` are single u8 images."""
+    self._require_encoder("interpolate")
+    if num < 2:
+      raise ValueError(f"num={num}: an interpolation has at least its two ends")
+    za, zb = self.encode(self._images(a, "a")[:1]), self.encode(self._images(b, "b")[:1])
+    t = np.linspace(0.0, 1.0, num, dtype=np.float32)[:, None]
+    return self.decode((1 - t) * za + t * zb)
+
+  # -- each method's extras ------------------------------------------------------------------
+
+  def attribute_vectors(self) -> dict[str, np.ndarray]:
+    """VAE/GAN and VAE on data with attributes (CelebA): {attribute: f32[latent_dim]}, the mean
+    code of training images with the attribute minus the mean of those without (Larsen et al.
+    2016, sec. 5.2; as eval.py computes them). Add ``s * vector`` to a code and decode.
+
+    Raises:
+      ValueError: another method, or a dataset without attributes.
+    """
+    if self.method not in ("vaegan", "vae"):
+      raise ValueError(f"attribute vectors are for vaegan and vae models; this one is {self.method!r}")
+    if not self._run.info.attribute_names:
+      raise ValueError(f"{self.config.data.name} has no attributes to compute vectors from (CelebA has 40)")
+    if self._vectors is None:
+      from vaegan_jax import data  # pylint: disable=import-outside-toplevel
+      train = data.split_arrays(self.config, self.config.data.train_split)
+      vectors = metrics.attribute_vectors(self.encode(train["image"]), train["attributes"])
+      self._vectors = {n: np.asarray(v, np.float32) for n, v in zip(self._run.info.attribute_names, vectors)}
+    return dict(self._vectors)
+
+  def classify(self, images) -> np.ndarray:
+    """semi_aae: f32[n, K] class probabilities q(y|x); CCVAE: f32[n, L] probabilities
+    q(y_i = 1 | z_c) of each label in ``config.ccvae.labels``.
+
+    Raises:
+      ValueError: another method.
+    """
+    x = self._images(images)
+    if self.method == "semi_aae":
+      fn = jax.jit(lambda im: jax.nn.softmax(aae.encode(self._run.models, self._state, im)[1], -1))
+    elif self.method == "ccvae":
+      fn = jax.jit(lambda im: ccvae.classify(self._run.models, self.config, self._state, im))
+    else:
+      raise ValueError(f"classify is for semi_aae and ccvae models; this one is {self.method!r}")
+    return batched(fn, x, self._batch).astype(np.float32)
+
+  def intervene(self, images, label: str, value: bool) -> np.ndarray:
+    """CCVAE: u8 Dec(z) with the block of ``label`` in z_c set to the location of p(z_c | y = value)
+    (Joy et al. 2021, sec. 4: characteristic interventions), the rest of z the posterior mean.
+
+    Raises:
+      ValueError: another method, or a label not in ``config.ccvae.labels``.
+    """
+    if self.method != "ccvae":
+      raise ValueError(f"intervene is for ccvae models; this one is {self.method!r}")
+    names = list(self.config.ccvae.labels)
+    if label not in names:
+      raise ValueError(f"label {label!r} is not one of this model's labels {names}")
+    i, block = names.index(label), self.config.ccvae.block_dim
+    z = self.encode(images)
+    z[:, i * block:(i + 1) * block] = ccvae.prior_parameters(self._state)["loc_true" if value else "loc_false"][i]
+    return self.decode(z)
+
+  def swap(self, style_images, content_images) -> np.ndarray:
+    """ML-VAE: u8 Dec(style of style_images[i], content of content_images[i]) (Bouchacourt et
+    al. 2018, fig. 3); both u8 [n, h, w, c] of the same n.
+
+    Raises:
+      ValueError: another method, or batches of different sizes.
+    """
+    if self.method != "mlvae":
+      raise ValueError(f"swap is for mlvae models; this one is {self.method!r}")
+    a, b = self._images(style_images, "style_images"), self._images(content_images, "content_images")
+    if len(a) != len(b):
+      raise ValueError(f"style_images ({len(a)}) and content_images ({len(b)}) must be equally many")
+    style_dim = self.config.mlvae.style_dim
+    za, zb = self.encode(a), self.encode(b)
+    return self.decode(np.concatenate([za[:, :style_dim], zb[:, style_dim:]], -1))
+
