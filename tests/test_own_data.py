@@ -261,3 +261,22 @@ def test_train_and_evaluate_on_an_unlabelled_folder(tfds_dir, tmp_path):
   assert results["dataset"] == "folder" and results["num_test"] == 6
   assert results["classifier"]["output_names"] == ["0", "90", "180", "270"]
   assert np.isfinite(results["samples/frechet_distance"]) and "reconstructions/label_accuracy" not in results
+
+
+def test_ccvae_labels_name_a_folders_classes(tfds_dir, tmp_path):
+  from vaegan_jax import trainer  # pylint: disable=import-outside-toplevel
+  from vaegan_jax.data import supervision  # pylint: disable=import-outside-toplevel
+  y = supervision.label_matrix({"label": np.array([0, 1, 1])}, ["dogs", "0"], (), "folder", ("cats", "dogs"))
+  np.testing.assert_array_equal(y, [[0, 1], [1, 0], [1, 0]])   # by name, or by number
+  with pytest.raises(ValueError, match=r"\['birds'\] are not classes of folder \(its classes are \['cats', 'dogs'\]"):
+    supervision.label_matrix({"label": np.array([0, 1])}, ["birds"], (), "folder", ("cats", "dogs"))
+  # A CCVAE trains on a folder whose subfolders are its classes, its labels given by name.
+  c = load_config("ccvae_mnist")
+  c.data.data_dir = tfds_dir
+  digits = data.split_arrays(c, "train", 80)
+  for i, (digit, label) in enumerate(zip(digits["image"], digits["label"])):
+    _save(tmp_path / "digits" / ("low" if label < 5 else "high") / f"{i:03d}.png", digit[..., 0], "L")
+  c.data.name, c.data.path, c.data.image_size, c.data.channels = "folder", str(tmp_path / "digits"), 28, 1
+  c.data.data_dir, c.ccvae.labels, c.ccvae.walk_pairs = str(tmp_path / "tfds"), ("high", "low"), (("high", "low"),)
+  state = trainer.train_and_evaluate(c, str(tmp_path / "run"))
+  assert data.dataset_info(c).class_names == ("high", "low") and int(state.step) == c.train.num_steps

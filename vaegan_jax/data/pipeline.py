@@ -48,6 +48,7 @@ class DatasetInfo:
     num_train: examples in the train split.
     num_eval: examples in the eval split.
     attribute_names: names of the binary ``attributes`` columns, or () if none.
+    class_names: names of the ``label`` classes in index order, or () if none.
   """
 
   name: str
@@ -55,6 +56,7 @@ class DatasetInfo:
   num_train: int
   num_eval: int
   attribute_names: tuple[str, ...] = ()
+  class_names: tuple[str, ...] = ()
 
 
 def manual_dir(config: ml_collections.ConfigDict) -> str | None:
@@ -161,10 +163,12 @@ def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
   builder = prepare(config)
   info = builder.info
   names = tuple(info.metadata.get("attribute_names", ())) if info.metadata else ()
+  label = info.features["label"] if "label" in info.features else None
+  classes = tuple(label.names) if isinstance(label, tfds.features.ClassLabel) else ()
   return DatasetInfo(
       name=config.data.name, image_shape=tuple(info.features["image"].shape),
       num_train=info.splits[config.data.train_split].num_examples,
-      num_eval=info.splits[config.data.eval_split].num_examples, attribute_names=names)
+      num_eval=info.splits[config.data.eval_split].num_examples, attribute_names=names, class_names=classes)
 
 
 def example(record: dict) -> dict[str, np.ndarray]:

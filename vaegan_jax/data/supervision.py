@@ -29,14 +29,17 @@ from vaegan_jax import distributed
 from vaegan_jax.data import pipeline
 
 
-def label_matrix(arrays: dict[str, np.ndarray], label_names, attribute_names, dataset: str) -> np.ndarray:
-  """f32[n, L] binary labels of a split: the named CelebA attributes, or the digit one-hot.
+def label_matrix(arrays: dict[str, np.ndarray], label_names, attribute_names, dataset: str,
+                 class_names=()) -> np.ndarray:
+  """f32[n, L] binary labels of a split: the named CelebA attributes, or the class one-hot.
 
   Args:
     arrays: a split from ``pipeline.split_arrays``.
-    label_names: ``config.ccvae.labels``: attribute names (CelebA) or class names "0".."9".
+    label_names: ``config.ccvae.labels``: attribute names (CelebA), or classes by name
+      (``class_names``, e.g. a folder's subfolders) or by number ("0".."9" for the digits).
     attribute_names: the dataset's attribute columns (``DatasetInfo.attribute_names``).
     dataset: the dataset's name, for the messages.
+    class_names: the dataset's class names (``DatasetInfo.class_names``), or ().
 
   Raises:
     ValueError: a name the dataset does not have.
@@ -50,12 +53,14 @@ def label_matrix(arrays: dict[str, np.ndarray], label_names, attribute_names, da
     columns = [list(attribute_names).index(n) for n in names]
     return np.asarray(arrays["attributes"][:, columns], np.float32)
   if "label" in arrays:
-    classes = [str(c) for c in range(int(arrays["label"].max()) + 1)]
-    unknown = [n for n in names if n not in classes]
+    count = max(len(class_names), int(arrays["label"].max()) + 1)
+    index = {str(c): c for c in range(count)} | {n: c for c, n in enumerate(class_names)}
+    unknown = [n for n in names if n not in index]
     if unknown:
-      raise ValueError(f"config.ccvae.labels {unknown} are not classes of {dataset} (its classes are {classes}): "
+      raise ValueError(f"config.ccvae.labels {unknown} are not classes of {dataset} (its classes are "
+                       f"{list(class_names) or list(index)}, or their numbers 0..{count - 1}): "
                        "set --config.ccvae.labels to class names, e.g. the digits '0'..'9'")
-    return (arrays["label"][:, None] == np.asarray([int(n) for n in names])[None]).astype(np.float32)
+    return (arrays["label"][:, None] == np.asarray([index[n] for n in names])[None]).astype(np.float32)
   raise ValueError(f"{dataset} has neither attributes nor class labels for the CCVAE")
 
 
@@ -112,7 +117,7 @@ def ccvae_dataset(config: ml_collections.ConfigDict, global_batch: int, seed: in
   first, per_process = distributed.process_rows(global_batch)
   arrays = pipeline.split_arrays(config, config.data.train_split)
   info = pipeline.dataset_info(config)
-  labels = label_matrix(arrays, config.ccvae.labels, info.attribute_names, config.data.name)
+  labels = label_matrix(arrays, config.ccvae.labels, info.attribute_names, config.data.name, info.class_names)
   images, n = arrays["image"], len(arrays["image"])
   rate = config.ccvae.supervision_rate
   labelled = labelled_subset(n, rate, config.seed)

@@ -77,8 +77,9 @@ def evaluate(ctx: EvalContext) -> dict:
   c, state, models = ctx.config, ctx.state, ctx.run.models
   bs, x, names = c.eval.batch_size, ctx.test["image"], list(c.ccvae.labels)
   attribute_names = ctx.run.info.attribute_names
-  y_test = supervision.label_matrix(ctx.test, names, attribute_names, c.data.name) > 0.5
-  y_train = supervision.label_matrix(ctx.train, names, attribute_names, c.data.name) > 0.5
+  classes = ctx.run.info.class_names
+  y_test = supervision.label_matrix(ctx.test, names, attribute_names, c.data.name, classes) > 0.5
+  y_train = supervision.label_matrix(ctx.train, names, attribute_names, c.data.name, classes) > 0.5
   probs = batched(jax.jit(lambda im: ccvae.classify(models, c, state, im)), x, bs)
   accuracy = np.mean((probs > 0.5) == y_test, axis=0)
   out = {f"accuracy/{n}": float(a) for n, a in zip(names, accuracy)}
