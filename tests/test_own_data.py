@@ -245,17 +245,18 @@ def test_mnist_and_fashion_mnist_prepare_from_idx_files(name, tmp_path):
   np.testing.assert_array_equal(test["label"], builders.read_idx(os.path.join(shared, name, "t10k-labels-idx1-ubyte.gz")))
 
 
-def test_train_and_evaluate_on_an_unlabelled_folder(tfds_dir, tmp_path):
-  """A smoke VAE/GAN on 60 real digits saved as PNG files in one flat folder: it trains, and
-  eval.py scores it with the rotation classifier (no labels needed)."""
+@pytest.mark.parametrize("name", ["default", "aae_mnist"])
+def test_train_and_evaluate_on_an_unlabelled_folder(name, tfds_dir, tmp_path):
+  """A smoke VAE/GAN (and AAE) on 60 real digits saved as PNG files in one flat folder: it
+  trains, and eval.py scores it with the rotation classifier (no labels needed)."""
   from vaegan_jax import evaluators, trainer  # pylint: disable=import-outside-toplevel
-  c = load_config("default")
+  c = load_config(name)
   c.data.data_dir = tfds_dir
   digits = data.split_arrays(c, "train", 60)["image"]
   for i, digit in enumerate(digits):
     _save(tmp_path / "digits" / f"{i:03d}.png", digit[..., 0], "L")
   c.data.name, c.data.path, c.data.image_size, c.data.channels = "folder", str(tmp_path / "digits"), 28, 1
-  c.data.data_dir = str(tmp_path / "tfds")
+  c.data.data_dir, c.data.train_split, c.data.validation_split = str(tmp_path / "tfds"), "train", ""
   trainer.train_and_evaluate(c, str(tmp_path / "run"))
   results, _ = evaluators.evaluate(str(tmp_path / "run"))
   assert results["dataset"] == "folder" and results["num_test"] == 6

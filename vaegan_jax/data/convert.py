@@ -57,9 +57,10 @@ def _to_rgb_or_grey(image: Image.Image, channels: int) -> Image.Image:
     wide = np.asarray(image, dtype=np.int64)
     top = 65535 if image.mode.startswith("I;16") or wide.max(initial=0) > 255 else 255
     image = Image.fromarray(np.clip(wide * 255 // top, 0, 255).astype(np.uint8), "L")
-  elif image.mode == "F":
-    image = Image.fromarray(np.clip(np.asarray(image) * (255.0 if np.asarray(image).max() <= 1.0 else 1.0), 0, 255)
-                            .astype(np.uint8), "L")
+  elif image.mode == "F":   # floats: [0, 1] if they fit, else taken as 0..255
+    values = np.asarray(image, np.float64)
+    scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
+    image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "L")
   if image.mode in ("P", "PA"):
     image = image.convert("RGBA")
   if image.mode in ("RGBA", "LA"):

@@ -14,7 +14,7 @@ import grain
 import ml_collections
 import numpy as np
 
-from vaegan_jax.data import pipeline, triplets
+from vaegan_jax.data import pipeline
 
 
 def labelled_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -55,13 +55,23 @@ def train_arrays(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   (anomaly detection's one-class protocol: train on the normal class only).
 
   Returns:
-    ``{"image": u8[n, h, w, c], "label": i64[n]}``.
+    ``{"image": u8[n, h, w, c], "label": i64[n]}``; labels are -1 on unlabelled data, which only
+    the unconditioned, unsupervised AAE accepts (its step does not read them).
 
   Raises:
-    ValueError: the dataset has no labels, or the normal class has no examples.
+    ValueError: the dataset has no labels and the setting needs them, or the normal class has
+      no examples.
   """
   arrays = pipeline.split_arrays(config, config.data.train_split)
-  labels = triplets.labels_of(arrays, config.data.name)
+  needs = [why for why, on in (("method='semi_aae'", config.method == "semi_aae"),
+                               ("aae.condition_on_label", config.aae.condition_on_label),
+                               ("aae.normal_class >= 0", config.aae.normal_class >= 0)) if on]
+  if "label" not in arrays and not needs:   # an unlabelled image folder: the step never reads the labels
+    return {"image": arrays["image"], "label": np.full(len(arrays["image"]), -1, np.int64)}
+  if "label" not in arrays:
+    raise ValueError(f"{config.data.name} has no class labels, which {needs[0]} needs: use labelled data (a "
+                     "folder's labels are its first-level subfolders) or the unsupervised, unconditioned AAE")
+  labels = np.asarray(arrays["label"], np.int64)
   keep = np.arange(len(labels))
   if config.aae.normal_class >= 0:
     keep = np.flatnonzero(labels == config.aae.normal_class)

@@ -120,9 +120,10 @@ def _check_readable(builder: tfds.core.DatasetBuilder, config: ml_collections.Co
       source = builder.as_data_source(split=split)
       source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
     except Exception as e:  # pylint: disable=broad-except  # tfds/array_record raise many types
-      if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
-        raise ValueError(f"{config.data.name} has no split {split!r} (it has {list(builder.info.splits)}): "
-                         "set --config.data.train_split / eval_split / validation_split") from e
+      if isinstance(e, (KeyError, ValueError)) and ("split" in str(e).lower() or "slice" in str(e).lower()):
+        sizes = {name: s.num_examples for name, s in builder.info.splits.items()}
+        raise ValueError(f"{config.data.name} has no split {split!r} ({str(e)[:120]}; its splits and sizes: "
+                         f"{sizes}): set --config.data.train_split / eval_split / validation_split") from e
       raise DataError(
           f"the prepared {config.data.name} data in {builder.data_dir} cannot be read ({type(e).__name__}: "
           f"{str(e)[:200]}). Delete that folder and run again to prepare it anew from the raw files.") from e

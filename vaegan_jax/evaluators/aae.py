@@ -40,7 +40,7 @@ def evaluate(ctx: EvalContext) -> dict:
   ``samples_by_class.png`` (row k decodes prior draws of class k).
   """
   c, state, models = ctx.config, ctx.state, ctx.run.models
-  bs, x, labels = c.eval.batch_size, ctx.test["image"], ctx.test["label"]
+  bs, x, labels = c.eval.batch_size, ctx.test["image"], ctx.test.get("label")   # no labels: an image folder
   encode = jax.jit(lambda im: aae.encode(models, state, im))
   decode = jax.jit(lambda code: aae.sample(models, state, code))
   parts = [jax.device_get(encode(x[i:i + bs])) for i in range(0, len(x), bs)]
@@ -117,4 +117,4 @@ def _figures(ctx: EvalContext, decode, z: np.ndarray) -> None:
     save_figure(ctx, "samples_by_class", images.make_grid(images.to_uint8(np.asarray(decode(grid_codes))), per_row))
   what = {"aae": f"AAE, {c.aae.prior} prior" + (", label-conditioned" if c.aae.condition_on_label else ""),
           "semi_aae": f"semi-supervised AAE, {c.aae.num_labels} labels (style z)"}[c.method]
-  latent_figure(z, ctx.test["label"], os.path.join(ctx.outdir, "latent.png"), f"{what}: {c.data.name} test codes")
+  latent_figure(z, ctx.test.get("label"), os.path.join(ctx.outdir, "latent.png"), f"{what}: {c.data.name} test codes")

@@ -47,9 +47,9 @@ def interpolation_grid(ctx: EvalContext, z_a: np.ndarray, z_b: np.ndarray, decod
   return images.make_grid(decoded.reshape(-1, *decoded.shape[2:]), decoded.shape[1])
 
 
-def latent_figure(mu: np.ndarray, labels: np.ndarray, path: str, title: str) -> None:
-  """Writes a PNG scatter of ``mu`` (f32[n, d]) coloured by ``labels``: the points themselves when
-  d == 2, else their 2-D PCA projection."""
+def latent_figure(mu: np.ndarray, labels: np.ndarray | None, path: str, title: str) -> None:
+  """Writes a PNG scatter of ``mu`` (f32[n, d]) coloured by ``labels`` (one colour when None,
+  for unlabelled data): the points themselves when d == 2, else their 2-D PCA projection."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -57,8 +57,10 @@ def latent_figure(mu: np.ndarray, labels: np.ndarray, path: str, title: str) -> 
   mu = np.asarray(mu, np.float64)
   projected = mu if mu.shape[1] == 2 else PCA(n_components=2, random_state=0).fit_transform(mu)
   fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
-  points = ax.scatter(projected[:, 0], projected[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, linewidths=0)
-  ax.legend(*points.legend_elements(), loc="best", fontsize=6, markerscale=0.8, title="class", title_fontsize=6)
+  points = ax.scatter(projected[:, 0], projected[:, 1], c=labels, cmap="tab10" if labels is not None else None,
+                      s=3, alpha=0.7, linewidths=0)
+  if labels is not None:
+    ax.legend(*points.legend_elements(), loc="best", fontsize=6, markerscale=0.8, title="class", title_fontsize=6)
   ax.set_title(title, fontsize=8)
   ax.set_xticks([])
   ax.set_yticks([])
