@@ -283,3 +283,28 @@ def test_train_and_evaluate_aae_smoke(name, fields, tfds_dir, tmp_path):
     assert 0.0 <= results["anomaly/roc_auc_combined"] <= 1.0
   for figure in ("samples", "reconstructions", "latent"):
     assert Image.open(f"{folder}/{figure}.png").size[0] > 100
+
+
+def test_step_drops_and_sgd_with_momentum_follow_the_config():
+  """Makhzani et al.'s schedule: SGD with momentum, the rate cut by a factor at given epochs."""
+  import optax  # pylint: disable=import-outside-toplevel
+  from vaegan_jax.config import base_config  # pylint: disable=import-outside-toplevel
+  from vaegan_jax.methods import common  # pylint: disable=import-outside-toplevel
+  c = base_config()
+  o = c.optim.encoder
+  o.optimizer, o.learning_rate, o.decay_per_epoch, o.weight_decay = "sgd", 0.01, 1.0, 0.0
+  o.momentum, o.step_decay_epochs, o.step_decay = 0.9, (2, 5), 0.1
+  schedule = common.learning_rate_schedule(o, steps_per_epoch=10)
+  assert [float(schedule(s)) for s in (0, 19, 20, 49, 50, 500)] == pytest.approx([0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
+  # The update is heavy-ball momentum: v = g + 0.9 v, params -= lr * v.
+  tx = common.make_optimizers(c, ("encoder",), 10)["encoder"]
+  params, grad = jnp.ones(3), jnp.asarray([1.0, -2.0, 0.5])
+  state = tx.init(params)
+  for _ in range(3):
+    updates, state = tx.update(grad, state, params)
+    params = optax.apply_updates(params, updates)
+  expected = 1.0 - 0.01 * (np.asarray(grad) * (1 + 1.9 + 2.71))
+  np.testing.assert_allclose(params, expected, rtol=1e-5)
+  o.step_decay_epochs = (5, 2)
+  with pytest.raises(ValueError, match="step_decay_epochs"):
+    validate(c)

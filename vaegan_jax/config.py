@@ -15,7 +15,7 @@ import ml_collections
 METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae", "mlvae", "ccvae")
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
 LLIKES = ("dis_l", "pixel", "bernoulli", "laplace")
-OPTIMIZERS = ("rmsprop", "adam")
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
 PRIORS = ("gaussian", "mixture")
 MLVAE_NETWORKS = ("mlp", "conv")
 GROUP_FEATURES = ("label", "identity")
@@ -36,9 +36,12 @@ DTYPES = ("float32", "bfloat16")
 
 def _optimizer() -> ml_collections.ConfigDict:
   # RMSProp 3e-4 decayed by 0.75 per epoch down to 1e-5, weight decay 1e-5 (original code).
+  # Also: "adam" (adam_b1), "sgd" with `momentum` (Makhzani et al.'s AAE), and step drops: the
+  # rate is multiplied by `step_decay` at each epoch of `step_decay_epochs` (the AAE's schedule).
   return ml_collections.ConfigDict(dict(
       optimizer="rmsprop", learning_rate=3e-4, decay_per_epoch=0.75, min_learning_rate=1e-5,
-      rmsprop_decay=0.9, adam_b1=0.9, eps=1e-8, weight_decay=1e-5))
+      rmsprop_decay=0.9, adam_b1=0.9, momentum=0.9, eps=1e-8, weight_decay=1e-5,
+      step_decay_epochs=(), step_decay=0.1))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -488,6 +491,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(0 < o.decay_per_epoch <= 1, f"optim.{name}.decay_per_epoch", o.decay_per_epoch, "must be in (0, 1]")
     _check(0 <= o.rmsprop_decay < 1, f"optim.{name}.rmsprop_decay", o.rmsprop_decay, "must be in [0, 1)")
     _check(0 <= o.adam_b1 < 1, f"optim.{name}.adam_b1", o.adam_b1, "must be in [0, 1)")
+    _check(0 <= o.momentum < 1, f"optim.{name}.momentum", o.momentum, "must be in [0, 1)")
+    _check(0 < o.step_decay <= 1, f"optim.{name}.step_decay", o.step_decay, "must be in (0, 1]")
+    epochs = tuple(o.step_decay_epochs)
+    _check(all(isinstance(e, int) and e > 0 for e in epochs) and list(epochs) == sorted(set(epochs)),
+           f"optim.{name}.step_decay_epochs", epochs, "must list increasing positive epoch numbers")
     for key in ("min_learning_rate", "weight_decay"):
       _check(o[key] >= 0, f"optim.{name}.{key}", o[key], "must be >= 0")
   for key, value in positive.items():

@@ -46,25 +46,32 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """lr * decay_per_epoch ** epoch (staircase), floored at min_learning_rate (original code).
+  """lr * decay_per_epoch ** epoch (staircase), floored at min_learning_rate (Larsen et al.'s
+  code), times ``step_decay`` at each epoch of ``step_decay_epochs`` (Makhzani et al.'s drops).
 
   With ``decay_per_epoch == 1`` the rate is constant and ``min_learning_rate`` is unused:
   optax treats ``end_value`` as an *upper* bound when the rate does not decay, which would
   clip the rate to the floor.
   """
   decays = optim.decay_per_epoch < 1.0
-  return optax.exponential_decay(
+  per_epoch = optax.exponential_decay(
       init_value=optim.learning_rate, transition_steps=max(1, steps_per_epoch),
       decay_rate=optim.decay_per_epoch, staircase=True, end_value=optim.min_learning_rate if decays else None)
+  drops = tuple(optim.step_decay_epochs)
+  if not drops:
+    return per_epoch
+  steps = optax.piecewise_constant_schedule(1.0, {e * max(1, steps_per_epoch): optim.step_decay for e in drops})
+  return lambda count: per_epoch(count) * steps(count)
 
 
 def make_optimizers(config: ml_collections.ConfigDict, networks: Sequence[str],
                     steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
-  """One optax optimizer per network: L2 weight decay, then RMSProp or Adam on a decayed schedule.
+  """One optax optimizer per network: L2 weight decay, then RMSProp, Adam or SGD on a decayed schedule.
 
   Args:
     config: a validated config; reads ``config.optim.<network>`` (``optimizer`` is
-      "rmsprop", as in Larsen et al.'s code, or "adam", as in Kingma & Welling's VAE and TVAE).
+      "rmsprop", as in Larsen et al.'s code, "adam", as in Kingma & Welling's VAE and TVAE, or
+      "sgd" with ``momentum``, as in Makhzani et al.'s AAE).
     networks: the names of the method's networks.
     steps_per_epoch: train steps per pass over the training split (for the per-epoch decay).
 
@@ -77,6 +84,8 @@ def make_optimizers(config: ml_collections.ConfigDict, networks: Sequence[str],
     schedule = learning_rate_schedule(o, steps_per_epoch)
     if o.optimizer == "adam":
       update = optax.adam(schedule, b1=o.adam_b1, eps=o.eps)
+    elif o.optimizer == "sgd":
+      update = optax.sgd(schedule, momentum=o.momentum or None)
     else:
       update = optax.rmsprop(schedule, decay=o.rmsprop_decay, eps=o.eps)
     txs[name] = optax.chain(optax.add_decayed_weights(o.weight_decay), update)
