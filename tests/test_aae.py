@@ -308,3 +308,19 @@ def test_step_drops_and_sgd_with_momentum_follow_the_config():
   o.step_decay_epochs = (5, 2)
   with pytest.raises(ValueError, match="step_decay_epochs"):
     validate(c)
+
+
+def test_encoder_dropout_is_on_in_training_only():
+  c = load_config("semi_aae_mnist")
+  c.aae.encoder_dropout = 0.5
+  models = aae.build_models(c, (28, 28, 1))
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)), jnp.float32)
+  params = {"encoder": models["encoder"].init(jax.random.key(0), x, train=False)["params"]}
+  deterministic = aae.encoder_outputs(models, params, x)
+  np.testing.assert_array_equal(deterministic[2], aae.encoder_outputs(models, params, x)[2])
+  dropped = [aae.encoder_outputs(models, params, x, jax.random.key(k))[2] for k in (1, 2)]
+  assert not np.allclose(dropped[0], dropped[1]) and not np.allclose(dropped[0], deterministic[2])
+  # Without dropout the parameters are the same layers: rate 0 gives the deterministic output.
+  c.aae.encoder_dropout = 0.0
+  plain = aae.build_models(c, (28, 28, 1))
+  np.testing.assert_array_equal(aae.encoder_outputs(plain, params, x, jax.random.key(1))[2], deterministic[2])

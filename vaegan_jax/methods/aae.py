@@ -61,7 +61,8 @@ def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
   dtype = jnp.dtype(config.model.dtype)
   hidden = tuple(config.model.mlp_hidden)
   k = num_classes(config)
-  return {"encoder": AAEEncoder(latent_dim=config.model.latent_dim, hidden=hidden, num_classes=k, dtype=dtype),
+  return {"encoder": AAEEncoder(latent_dim=config.model.latent_dim, hidden=hidden, num_classes=k,
+                                dropout=config.aae.encoder_dropout, dtype=dtype),
           "decoder": MLPDecoder(image_shape=tuple(image_shape), hidden=hidden[::-1], dtype=dtype),
           "discriminator": LatentDiscriminators(hidden=hidden, num_classes=k, dtype=dtype)}
 
@@ -108,10 +109,13 @@ def _to_unit(x: jax.Array) -> jax.Array:
   return (x + 1.0) * 0.5
 
 
-def encoder_outputs(models, params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def encoder_outputs(models, params: Params, x: jax.Array,
+                    key: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(code, z, y_logits) of f32 images in [-1, 1]: ``code`` is the decoder's input, z for the
-  unsupervised AAE, [softmax(y_logits), z] for semi_aae."""
-  z, y_logits = models["encoder"].apply({"params": params["encoder"]}, x, train=True)
+  unsupervised AAE, [softmax(y_logits), z] for semi_aae. With a PRNG ``key`` the encoder runs
+  in training mode (its dropout, ``aae.encoder_dropout``, on); without, deterministically."""
+  rngs = {"dropout": key} if key is not None else None
+  z, y_logits = models["encoder"].apply({"params": params["encoder"]}, x, train=key is not None, rngs=rngs)
   code = jnp.concatenate([jax.nn.softmax(y_logits), z], axis=-1) if y_logits.shape[-1] else z
   return code, z, y_logits
 
@@ -139,33 +143,35 @@ def prior_draws(config: ml_collections.ConfigDict, key: jax.Array, labels: jax.A
   return priors.mixture(draw_key, labels, d, config.aae.num_components)
 
 
-def reconstruction_loss(models, params: Params, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def reconstruction_loss(models, params: Params, x: jax.Array,
+                        dropout_key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Reconstruction phase: mean Bernoulli NLL (nats per image) of x under Dec(Enc(x)).
 
   Args:
     params: {"encoder", "decoder", ...} trees.
     x: f32[batch, h, w, c] images in [-1, 1] (their targets are (x + 1) / 2 in [0, 1]).
+    dropout_key: the encoder's dropout key in training (``encoder_outputs``); None: deterministic.
   """
-  code, _, _ = encoder_outputs(models, params, x)
+  code, _, _ = encoder_outputs(models, params, x, dropout_key)
   nll = jnp.mean(losses.bernoulli_nll(_to_unit(x), _decode(models, params, code)))
   return nll, {"reconstruction": nll}
 
 
 def discriminator_loss(models, config, params: Params, x: jax.Array, labels: jax.Array,
-                       key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+                       key: jax.Array, dropout_key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Regularisation phase, discriminator part: ``BCE(D(prior draw), 1) + BCE(D(Enc(x)), 0)``,
   batch means in nats, for D_z and (semi_aae) D_y; the encoder's output is a constant here.
 
   Args:
     params: all trees; only ``params["discriminator"]`` should be differentiated.
     x: f32[batch, h, w, c] in [-1, 1]; labels: i32[batch] classes (used when conditioned).
-    key: typed PRNG key for the prior draws.
+    key: typed PRNG key for the prior draws; dropout_key: as for ``reconstruction_loss``.
 
   Returns:
     (loss, terms): terms ``d_z_loss``, ``d_z_real`` / ``d_z_fake`` (mean sigmoid outputs on
     prior draws and codes), and the same for D_y in semi_aae.
   """
-  _, z, y_logits = jax.tree.map(jax.lax.stop_gradient, encoder_outputs(models, params, x))
+  _, z, y_logits = jax.tree.map(jax.lax.stop_gradient, encoder_outputs(models, params, x, dropout_key))
   z_key, y_key = jax.random.split(key)
   z_prior = prior_draws(config, z_key, labels)
   k = y_logits.shape[-1]
@@ -183,11 +189,11 @@ def discriminator_loss(models, config, params: Params, x: jax.Array, labels: jax
   return loss, terms
 
 
-def generator_loss(models, config, params: Params, x: jax.Array,
-                   labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def generator_loss(models, config, params: Params, x: jax.Array, labels: jax.Array,
+                   dropout_key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Regularisation phase, generator part: the encoder fools the discriminators,
   ``BCE(D_z(Enc(x)), 1)`` (+ ``BCE(D_y(q(y|x)), 1)``), batch means in nats (non-saturating)."""
-  _, z, y_logits = encoder_outputs(models, params, x)
+  _, z, y_logits = encoder_outputs(models, params, x, dropout_key)
   k = y_logits.shape[-1]
   fake_z, fake_y = _discriminate(models, config, params, z, labels, jax.nn.softmax(y_logits) if k else None)
   loss = losses.generator_adversarial_loss((fake_z,), "non_saturating")
@@ -198,10 +204,11 @@ def generator_loss(models, config, params: Params, x: jax.Array,
   return loss, terms
 
 
-def classification_loss(models, params: Params, x: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def classification_loss(models, params: Params, x: jax.Array, labels: jax.Array,
+                        dropout_key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Semi-supervised phase: mean cross-entropy (nats) of q(y|x) against the labels of the
   labelled subset. x: f32[batch, h, w, c] in [-1, 1]; labels: i32[batch]."""
-  _, _, y_logits = encoder_outputs(models, params, x)
+  _, _, y_logits = encoder_outputs(models, params, x, dropout_key)
   ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(y_logits, labels))
   accuracy = jnp.mean((jnp.argmax(y_logits, -1) == labels).astype(jnp.float32))
   return ce, {"classification": ce, "labelled_accuracy": accuracy}
@@ -239,7 +246,8 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
   semi = config.method == "semi_aae"
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    key = common.step_key(state)
+    key = common.step_key(state)   # the prior draws'; each phase's dropout key from its fold-in
+    drop = list(jax.random.split(jax.random.fold_in(key, 1), 4)) if config.aae.encoder_dropout else [None] * 4
     x = images_to_float(batch["image"])
     labels = batch["label"].astype(jnp.int32)
     params, opt_state = state.params, state.opt_state
@@ -252,14 +260,15 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
       terms.update(phase_terms)
 
     # 1. Reconstruction: encoder and decoder, each with its own optimizer, from the same loss.
-    run(lambda p: reconstruction_loss(models, p, x), ("encoder", "decoder"))
+    run(lambda p: reconstruction_loss(models, p, x, drop[0]), ("encoder", "decoder"))
     # 2. Regularisation: the discriminators, then the encoder as their generator.
-    run(lambda p: discriminator_loss(models, config, p, x, labels, key), ("discriminator",))
-    run(lambda p: generator_loss(models, config, p, x, labels), ("generator",))
+    run(lambda p: discriminator_loss(models, config, p, x, labels, key, drop[1]), ("discriminator",))
+    run(lambda p: generator_loss(models, config, p, x, labels, drop[2]), ("generator",))
     # 3. Semi-supervised classification on the labelled subset.
     if semi:
       xl = images_to_float(batch["labelled_image"])
-      run(lambda p: classification_loss(models, p, xl, batch["labelled_label"].astype(jnp.int32)), ("classifier",))
+      run(lambda p: classification_loss(models, p, xl, batch["labelled_label"].astype(jnp.int32), drop[3]),
+          ("classifier",))
     new_state, health = common.commit(state, common.all_finite(checked), params, opt_state, state.batch_stats)
     metrics = {f"train/{k}": v for k, v in terms.items()}
     metrics.update(health)

@@ -24,23 +24,28 @@ class AAEEncoder(nn.Module):
     latent_dim: size of the code z (8 for likelihood, 2 for figures, 10 as the semi-supervised style).
     hidden: widths of the hidden ReLU layers ((1000, 1000) in the paper).
     num_classes: size of the categorical head y (10 in the semi-supervised AAE; 0 = none).
+    dropout: rate of dropout after each hidden layer when ``train`` (0 = none); needs a
+      "dropout" rng then.
     dtype: computation dtype; parameters are f32.
   """
 
   latent_dim: int = 8
   hidden: Sequence[int] = (1000, 1000)
   num_classes: int = 0
+  dropout: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:  # pylint: disable=unused-argument
-    """Encodes f32[batch, h, w, c] images in [-1, 1].
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    """Encodes f32[batch, h, w, c] images in [-1, 1]; ``train`` switches dropout on.
 
     Returns:
       (z, y_logits): f32[batch, latent_dim] codes and f32[batch, num_classes] class logits
       (f32[batch, 0] when ``num_classes == 0``).
     """
-    h = relu_layers(x.reshape(x.shape[0], -1).astype(self.dtype), self.hidden, self.dtype)
+    h = x.reshape(x.shape[0], -1).astype(self.dtype)
+    for width in self.hidden:   # the layers of mlp.relu_layers (Dense_0, Dense_1, ...), with dropout
+      h = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)(nn.relu(nn.Dense(width, dtype=self.dtype)(h)))
     z = nn.Dense(self.latent_dim, dtype=self.dtype, name="z")(h).astype(jnp.float32)
     if not self.num_classes:
       return z, jnp.zeros((x.shape[0], 0), jnp.float32)
