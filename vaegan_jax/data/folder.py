@@ -176,20 +176,21 @@ class FolderImages(tfds.core.GeneratorBasedBuilder):
 
   def _check_readable(self) -> None:
     """Opens every file once before anything is written: unreadable ones are named (or skipped)."""
-    bad = []
+    bad = {}
     for _, path, _, _, _ in self._listing.files:
       try:
         _open(os.path.join(self._listing.root, path)).close()
       except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        bad.append(f"{path} ({type(e).__name__}: {str(e)[:80]})")
+        bad[path] = f"{path} ({type(e).__name__}: {str(e)[:80]})"
+    said = list(bad.values())
     if bad and not self._skip_unreadable:
-      shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+      shown = "; ".join(said[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
       raise FolderError(f"{len(bad)} image file(s) under {self._listing.root} cannot be read: {shown}. Fix or "
                         "remove them, or set --config.data.skip_unreadable=True to skip them")
     if bad:
       logging.warning("skipping %d unreadable image file(s) under %s (data.skip_unreadable=True): %s",
-                      len(bad), self._listing.root, "; ".join(bad[:5]))
-    self._unreadable = {b.split(" (", 1)[0] for b in bad}
+                      len(bad), self._listing.root, "; ".join(said[:5]))
+    self._unreadable = set(bad)
 
   def _generate_examples(self, split: str):
     notes = collections.Counter()
