@@ -17,6 +17,7 @@ from its saved config, as ``eval.py`` does, so the dataset must be reachable as 
 
 from __future__ import annotations
 
+import functools
 import os
 import jax
 import numpy as np
@@ -76,8 +77,15 @@ class Model:
           jax.random.normal(jax.random.fold_in(key, 1), (n, config.model.latent_dim)))
     else:
       raise ValueError(f"vaegan_jax.load cannot use a {m!r} run")
-    self._encode = jax.jit(lambda x: encode(self._state, x))
-    self._decode = jax.jit(lambda z: decode(self._state, z))
+    # The state is an argument, not a constant baked into the compiled programs.
+    self._encode = functools.partial(jax.jit(encode), self._state)
+    self._decode = functools.partial(jax.jit(decode), self._state)
+    if m == "semi_aae":
+      self._classify = functools.partial(jax.jit(lambda s, x: jax.nn.softmax(aae.encode(models, s, x)[1], -1)), state)
+    elif m == "ccvae":
+      self._classify = functools.partial(jax.jit(lambda s, x: ccvae.classify(models, config, s, x)), state)
+    else:
+      self._classify = None
     self._draw = draw
     self.latent_dim = int(jax.eval_shape(lambda key: draw(key, 1), jax.random.key(0)).shape[-1])
     self._vectors: dict[str, np.ndarray] | None = None
@@ -202,14 +210,9 @@ class Model:
     Raises:
       ValueError: another method.
     """
-    x = self._images(images)
-    if self.method == "semi_aae":
-      fn = jax.jit(lambda im: jax.nn.softmax(aae.encode(self._run.models, self._state, im)[1], -1))
-    elif self.method == "ccvae":
-      fn = jax.jit(lambda im: ccvae.classify(self._run.models, self.config, self._state, im))
-    else:
+    if self._classify is None:
       raise ValueError(f"classify is for semi_aae and ccvae models; this one is {self.method!r}")
-    return batched(fn, x, self._batch).astype(np.float32)
+    return batched(self._classify, self._images(images), self._batch).astype(np.float32)
 
   def intervene(self, images, label: str, value: bool) -> np.ndarray:
     """CCVAE: u8 Dec(z) with the block of ``label`` in z_c set to the location of p(z_c | y = value)
