@@ -73,3 +73,22 @@ def smoke_run(tmp_path_factory, tfds_dir):
   workdir = tmp_path_factory.mktemp("smoke_run") / "run"
   trainer.train_and_evaluate(c, str(workdir))
   return workdir
+
+
+@pytest.fixture(scope="session")
+def method_runs(tmp_path_factory, tfds_dir):
+  """A function ``name -> workdir``: a finished in-process ``configs/<name>.py:smoke`` run,
+  trained once per test process and shared (tests copy it before changing anything)."""
+  from vaegan_jax import trainer  # pylint: disable=import-outside-toplevel
+  done = {}
+
+  def run(name: str) -> pathlib.Path:
+    if name not in done:
+      c = load_config(name)
+      c.data.data_dir = tfds_dir
+      workdir = tmp_path_factory.mktemp(name) / "run"
+      trainer.train_and_evaluate(c, str(workdir))
+      done[name] = workdir
+    return done[name]
+
+  return run

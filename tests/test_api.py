@@ -103,15 +103,12 @@ def test_export_writes_numbered_pngs_equal_to_the_models_images_and_never_overwr
 
 
 @pytest.mark.parametrize("name", ["semi_aae_mnist", "ccvae_mnist", "mlvae_mnist"])
-def test_each_methods_extras_against_its_own_functions(name, tfds_dir, tmp_path):
-  from tests.conftest import load_config  # pylint: disable=import-outside-toplevel
-  from vaegan_jax import trainer  # pylint: disable=import-outside-toplevel
-  from vaegan_jax.methods import aae, ccvae  # pylint: disable=import-outside-toplevel
-  c = load_config(name)
-  c.data.data_dir = tfds_dir
-  trainer.train_and_evaluate(c, str(tmp_path / "run"))
-  model = vaegan_jax.load(str(tmp_path / "run"))
-  run, state, _ = restore_run(str(tmp_path / "run"))
+def test_each_methods_extras_against_its_own_functions(name, method_runs):
+  from vaegan_jax.methods import aae, ccvae, mlvae  # pylint: disable=import-outside-toplevel
+  workdir = str(method_runs(name))
+  model = vaegan_jax.load(workdir)
+  run, state, _ = restore_run(workdir)
+  c = run.config
   x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
   z = model.encode(x)
   assert z.shape == (4, model.latent_dim) and model.sample(3).shape == (3, 28, 28, 1)
@@ -136,3 +133,8 @@ def test_each_methods_extras_against_its_own_functions(name, tfds_dir, tmp_path)
     np.testing.assert_array_equal(model.swap(a, a), model.reconstruct(a))
     with pytest.raises(ValueError, match="equally many"):
       model.swap(a, x)
+    # group_content: the product of the content posteriors, here by adding precisions.
+    mu, logvar = (np.asarray(a, np.float64) for a in mlvae.encode(run.models, c, state, x)[1])
+    precision = np.exp(-logvar)
+    expected = (precision * mu).sum(0) / precision.sum(0)
+    np.testing.assert_allclose(model.group_content(x), expected, rtol=1e-4, atol=1e-5)

@@ -47,12 +47,14 @@ def load(workdir: str, step: int | None = None) -> "Model":
 
 class Model:
   """A restored model. Attributes: ``method``, ``config``, ``step``, ``image_shape`` (h, w, c),
-  ``latent_dim`` (the size of ``encode``'s codes and of ``decode``'s input), ``workdir``."""
+  ``latent_dim`` (the size of ``encode``'s codes and of ``decode``'s input), ``workdir``,
+  ``attribute_names`` (the dataset's attributes, such as CelebA's 40; empty without)."""
 
   def __init__(self, run, state, step: int, workdir: str):
     self._run, self._state = run, state
     self.config, self.method, self.step, self.workdir = run.config, run.config.method, step, workdir
     self.image_shape = tuple(run.info.image_shape)
+    self.attribute_names = tuple(run.info.attribute_names or ())
     self._batch = int(run.config.eval.batch_size)
     models, config, m = run.models, run.config, run.config.method
     if m in ("vaegan", "vae", "gan"):
@@ -86,6 +88,9 @@ class Model:
       self._classify = functools.partial(jax.jit(lambda s, x: ccvae.classify(models, config, s, x)), state)
     else:
       self._classify = None
+    if m == "mlvae":   # [content mu, content logvar] of each image: group_content's factors
+      self._content_posterior = functools.partial(
+          jax.jit(lambda s, x: jax.numpy.concatenate(mlvae.encode(models, config, s, x)[1], -1)), state)
     self._draw = draw
     self.latent_dim = int(jax.eval_shape(lambda key: draw(key, 1), jax.random.key(0)).shape[-1])
     self._vectors: dict[str, np.ndarray] | None = None
@@ -165,12 +170,16 @@ class Model:
     """u8 images -> u8 Dec(encode(images))."""
     return self.decode(self.encode(images))
 
-  def sample(self, n: int, seed: int = 0) -> np.ndarray:
-    """u8[n, h, w, c] decodes of ``n`` prior draws (the model's prior: N(0, I), the AAE's
-    mixture or categorical prior, CCVAE's p(z|y) with y ~ Bernoulli(1/2)); same seed, same images."""
+  def prior_codes(self, n: int, seed: int = 0) -> np.ndarray:
+    """f32[n, latent_dim] draws of the model's prior (N(0, I), the AAE's mixture or
+    [one-hot y, z] prior, CCVAE's p(z|y) with y ~ Bernoulli(1/2)); same seed, same codes."""
     if n < 1:
-      raise ValueError(f"n={n}: sample at least one image")
-    return self.decode(np.asarray(self._draw(jax.random.key(seed), n)))
+      raise ValueError(f"n={n}: draw at least one code")
+    return np.asarray(self._draw(jax.random.key(seed), n), np.float32)
+
+  def sample(self, n: int, seed: int = 0) -> np.ndarray:
+    """u8[n, h, w, c] decodes of ``n`` prior draws (``prior_codes``); same seed, same images."""
+    return self.decode(self.prior_codes(n, seed))
 
   def interpolate(self, a, b, num: int = 8) -> np.ndarray:
     """u8[num, h, w, c]: decodes of ``num`` codes evenly spaced on the line from encode(a) to
@@ -194,7 +203,7 @@ class Model:
     """
     if self.method not in ("vaegan", "vae"):
       raise ValueError(f"attribute vectors are for vaegan and vae models; this one is {self.method!r}")
-    if not self._run.info.attribute_names:
+    if not self.attribute_names:
       raise ValueError(f"{self.config.data.name} has no attributes to compute vectors from (CelebA has 40)")
     if self._vectors is None:
       from vaegan_jax import data  # pylint: disable=import-outside-toplevel
@@ -214,6 +223,18 @@ class Model:
       raise ValueError(f"classify is for semi_aae and ccvae models; this one is {self.method!r}")
     return batched(self._classify, self._images(images), self._batch).astype(np.float32)
 
+  def label_locations(self) -> dict[str, np.ndarray]:
+    """CCVAE: the conditional prior's locations, ``{"loc_false": f32[L, block], "loc_true": f32[L, block]}``,
+    row i the block of label ``config.ccvae.labels[i]`` under p(z_c | y_i = 0) and = 1.
+
+    Raises:
+      ValueError: another method.
+    """
+    if self.method != "ccvae":
+      raise ValueError(f"label_locations is for ccvae models; this one is {self.method!r}")
+    prior = ccvae.prior_parameters(self._state)
+    return {"loc_false": prior["loc_false"], "loc_true": prior["loc_true"]}
+
   def intervene(self, images, label: str, value: bool) -> np.ndarray:
     """CCVAE: u8 Dec(z) with the block of ``label`` in z_c set to the location of p(z_c | y = value)
     (Joy et al. 2021, sec. 4: characteristic interventions), the rest of z the posterior mean.
@@ -230,6 +251,22 @@ class Model:
     z = self.encode(images)
     z[:, i * block:(i + 1) * block] = ccvae.prior_parameters(self._state)["loc_true" if value else "loc_false"][i]
     return self.decode(z)
+
+  def group_content(self, images) -> np.ndarray:
+    """ML-VAE: f32[content_dim], the mean of the group's content posterior: the product of the
+    content posteriors of all ``images`` (u8[n, h, w, c], one group), as in training
+    (Bouchacourt et al. 2018, eq. 7; ``mlvae.product_of_gaussians``).
+
+    Raises:
+      ValueError: another method, or no images.
+    """
+    if self.method != "mlvae":
+      raise ValueError(f"group_content is for mlvae models; this one is {self.method!r}")
+    x = self._images(images)
+    if not len(x):
+      raise ValueError("group_content needs at least one image of the group")
+    mu, logvar = np.split(batched(self._content_posterior, x, self._batch), 2, axis=-1)
+    return np.asarray(mlvae.product_of_gaussians(mu, logvar, axis=0)[0], np.float32)
 
   def swap(self, style_images, content_images) -> np.ndarray:
     """ML-VAE: u8 Dec(style of style_images[i], content of content_images[i]) (Bouchacourt et
