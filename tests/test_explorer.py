@@ -46,6 +46,7 @@ def test_principal_components_match_the_covariance_eigenvectors_scaled_to_one_st
     np.testing.assert_allclose(np.linalg.norm(d.vector), np.sqrt(values[i]), rtol=1e-4)
     np.testing.assert_allclose(abs(np.dot(d.vector / np.linalg.norm(d.vector), vectors[:, i])), 1.0, atol=1e-4)
   assert len(dl.principal_components(codes[:, :3])) == 3                 # at most the code size
+  assert len(dl.principal_components(codes[:3])) == 2                    # at most n - 1 for n codes
   with pytest.raises(ValueError, match="at least two codes"):
     dl.principal_components(codes[:1])
 
@@ -270,3 +271,25 @@ def test_label_block_sliders_and_content_blend_on_trained_models(name, method_ru
     assert np.abs(_as_model_image(_png(answer["image"])).astype(int) - model.decode(expected)[0]).max() <= 1
     with pytest.raises(server.RequestError, match="'part' must be"):
       explorer.decode({"code": code.tolist(), "part": "style"})
+
+
+def test_a_gan_without_encoder_starts_from_prior_draws(tfds_dir, tmp_path):
+  from tests.conftest import load_config  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import trainer  # pylint: disable=import-outside-toplevel
+  c = load_config("default")
+  c.method, c.data.data_dir = "gan", tfds_dir
+  trainer.train_and_evaluate(c, str(tmp_path / "gan"))
+  model = vaegan_jax.load(str(tmp_path / "gan"))
+  explorer = server.Explorer(model, np.zeros((4, 28, 28, 1), np.uint8))
+  info = explorer.info()
+  assert not info["has_encoder"] and explorer.codes is None
+  assert [d["group"] for d in info["directions"]] == ["principal component (of prior draws)"] * 8
+  answer = explorer.sample(3)
+  np.testing.assert_allclose(answer["code"], model.prior_codes(1, 3)[0], rtol=1e-6)
+  np.testing.assert_array_equal(_as_model_image(_png(answer["reconstruction"])), model.sample(1, seed=3)[0])
+  blended = explorer.decode({"code": answer["code"], "other": {"seed": 5}, "blend": 0.5, "moves": {"pc1": 1.0}})
+  expected = dl.edit(np.asarray(answer["code"], np.float32), explorer.directions, {"pc1": 1.0}, model.prior_codes(1, 5)[0], 0.5)
+  np.testing.assert_array_equal(_as_model_image(_png(blended["image"])), model.decode(expected)[0])
+  for call in (lambda: explorer.test(0), lambda: explorer.upload(b"")):
+    with pytest.raises(server.RequestError, match="no encoder"):
+      call()

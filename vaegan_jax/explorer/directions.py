@@ -76,7 +76,7 @@ def principal_components(codes: np.ndarray, count: int = MAX_COMPONENTS, group: 
   centred = codes - codes.mean(0)
   _, singular, components = np.linalg.svd(centred, full_matrices=False)
   std = singular / np.sqrt(len(codes) - 1)
-  k = min(count, len(std))
+  k = min(count, len(std), len(codes) - 1)   # n centred codes span at most n - 1 directions
   return [Direction(f"pc{i}", group, f"PC {i + 1} ({100 * std[i] ** 2 / max(np.sum(std ** 2), 1e-12):.0f}% var.)",
                     (components[i] * std[i]).astype(np.float32), -3.0, 3.0) for i in range(k)]
 

@@ -44,6 +44,7 @@ UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_JSON_BYTES = 1024 * 1024
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024     # a refused body up to this size is read and dropped; larger: cut off
 NUM_TEST_IMAGES = 500                   # test images offered (and the codes the PCs come from)
+PRIOR_DRAWS = 1000                      # without an encoder: the prior draws the PCs come from
 # Headless Chromium on a machine without network (tests, docs screenshots): no background
 # connections, no sandbox (CI runs as root), no GPU.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -115,7 +116,7 @@ class Explorer:
       locations = model.label_locations()
       found += directions_lib.label_block_directions(list(model.config.ccvae.labels), locations["loc_false"],
                                                      locations["loc_true"], model.latent_dim)
-    reference = self.codes if self.has_encoder else model.prior_codes(len(self.test_images), seed)
+    reference = self.codes if self.has_encoder else model.prior_codes(PRIOR_DRAWS, seed)
     found += directions_lib.principal_components(
         reference, group="principal component" + ("" if self.has_encoder else " (of prior draws)"))
     self.directions = {d.id: d for d in found}
