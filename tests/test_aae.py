@@ -324,3 +324,25 @@ def test_encoder_dropout_is_on_in_training_only():
   c.aae.encoder_dropout = 0.0
   plain = aae.build_models(c, (28, 28, 1))
   np.testing.assert_array_equal(aae.encoder_outputs(plain, params, x, jax.random.key(1))[2], deterministic[2])
+
+
+def test_init_std_redraws_every_kernel_and_zeroes_every_bias():
+  c = load_config("semi_aae_mnist")
+  models = aae.build_models(c, (28, 28, 1))
+  optimizers = aae.make_optimizers(c, 10)
+  default = aae.create_train_state(jax.random.key(0), c, models, optimizers)
+  c.aae.init_std = 0.01
+  state = aae.create_train_state(jax.random.key(0), c, models, optimizers)
+  assert jax.tree.structure(state.params) == jax.tree.structure(default.params)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state.params)[0]:
+    name = jax.tree_util.keystr(path)
+    if name.endswith("['kernel']"):
+      if leaf.size >= 1000:   # the sample std of >= 1000 draws is within 10% of 0.01
+        assert abs(float(jnp.std(leaf)) - 0.01) < 1e-3, name
+    else:
+      assert float(jnp.abs(leaf).max()) == 0.0, name
+  big = [leaf for leaf in jax.tree.leaves(default.params["encoder"]) if leaf.ndim == 2]
+  assert float(jnp.std(big[0])) > 0.02   # Flax's default (LeCun normal: 1/sqrt(784) = 0.036) differs
+  c.aae.init_std = -0.1
+  with pytest.raises(ValueError, match="aae.init_std"):
+    validate(c)
