@@ -249,7 +249,7 @@ class Model:
       raise ValueError(f"label {label!r} is not one of this model's labels {names}")
     i, block = names.index(label), self.config.ccvae.block_dim
     z = self.encode(images)
-    z[:, i * block:(i + 1) * block] = ccvae.prior_parameters(self._state)["loc_true" if value else "loc_false"][i]
+    z[:, i * block:(i + 1) * block] = self.label_locations()["loc_true" if value else "loc_false"][i]
     return self.decode(z)
 
   def group_content(self, images) -> np.ndarray:

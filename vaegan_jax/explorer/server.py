@@ -124,7 +124,6 @@ class Explorer:
     if model.method == "mlvae":
       self.content_mask = np.arange(model.latent_dim) >= model.config.mlvae.style_dim
     self._group_content: dict[int, np.ndarray] = {}
-    self.last_decode_ms = 0.0
 
   @classmethod
   def from_model(cls, model, num_test: int = NUM_TEST_IMAGES) -> "Explorer":
@@ -251,8 +250,8 @@ class Explorer:
     start = time.perf_counter()
     with self.lock:
       image = self.model.decode(edited)[0]
-    self.last_decode_ms = 1000 * (time.perf_counter() - start)
-    return {"image": png_data_url(image), "decode_ms": round(self.last_decode_ms, 2)}
+    decode_ms = 1000 * (time.perf_counter() - start)
+    return {"image": png_data_url(image), "decode_ms": round(decode_ms, 2)}
 
 
 def page() -> bytes:
