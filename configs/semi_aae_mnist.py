@@ -9,11 +9,16 @@ N(0, I) by D_z; the decoder sees [y, z]; each step also takes one cross-entropy 
 drawn from the fixed, class-balanced labelled subset (seed = config.seed).
 
 The encoder drops 25% of its hidden units in training (``aae.encoder_dropout``, as public
-ports do): of every difference to the paper and the ports measured (docs/models/aae.md, "The
-semi-supervised gap"), the only one that lowered the test error, by 2-6 points at each of five
-checkpoints in 5 epochs. The paper's SGD schedule is expressible here
-(``--config.optim.<phase>.optimizer=sgd``, ``momentum``, ``step_decay_epochs``) but diverged
-at its rates with this network's initialisation and summed reconstruction loss.
+ports do), and D_y sees each y beside its batch's mean (``aae.y_minibatch_mean``, minibatch
+statistics as in Salimans et al. 2016). Judging one y at a time, as in the paper, D_y first
+learns to tell soft vectors from one-hots; the encoder then hardens them all towards the same
+class, and once the softmax saturates no gradient brings them back: without labels q(y|x)
+collapsed onto one class here, with Adam and with the paper's SGD alike. Seeing the batch's
+mean, D_y penalises unbalanced classes while the softmax is still soft.
+Both changes and every other difference to the paper and the ports are measured in
+docs/models/aae.md, "The semi-supervised gap". The paper's SGD schedule is expressible here
+(``--config.optim.<phase>.optimizer=sgd``, ``momentum``, ``step_decay_epochs``,
+``--config.aae.init_std=0.01``).
 """
 
 from vaegan_jax.config import aae, apply_arg, base_config
@@ -22,4 +27,5 @@ from vaegan_jax.config import aae, apply_arg, base_config
 def get_config(arg: str = ""):
   c = aae(base_config(), "semi_aae", latent_dim=10)
   c.aae.encoder_dropout = 0.25
+  c.aae.y_minibatch_mean = True
   return apply_arg(c, arg)

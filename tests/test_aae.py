@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 from scipy import stats
@@ -15,6 +16,7 @@ from vaegan_jax import evaluators, metrics, priors, trainer
 from vaegan_jax.config import validate
 from vaegan_jax.data import labelled, pipeline
 from vaegan_jax.methods import aae
+from vaegan_jax.models.aae import LatentDiscriminator, LatentDiscriminators
 
 RNG = np.random.default_rng(0)
 
@@ -346,3 +348,62 @@ def test_init_std_redraws_every_kernel_and_zeroes_every_bias():
   c.aae.init_std = -0.1
   with pytest.raises(ValueError, match="aae.init_std"):
     validate(c)
+
+
+def test_y_minibatch_mean_feeds_d_y_each_y_beside_its_batch_mean():
+  c = load_config("semi_aae_mnist")
+  assert c.aae.y_minibatch_mean   # the config's default
+  models = aae.build_models(c, (28, 28, 1))
+  rng = np.random.default_rng(0)
+  y = jnp.asarray(jax.nn.softmax(rng.normal(size=(6, 10)) * 3), jnp.float32)
+  z = jnp.zeros((6, c.model.latent_dim), jnp.float32)
+  params = models["discriminator"].init(jax.random.key(0), z, y, train=False)["params"]
+  assert params["y"]["Dense_0"]["kernel"].shape == (20, c.model.mlp_hidden[0])
+  _, logits = models["discriminator"].apply({"params": params}, z, y, train=False)
+  # Reference: the plain per-sample discriminator on [y, batch mean], computed here.
+  expected = LatentDiscriminator(tuple(c.model.mlp_hidden)).apply(
+      {"params": params["y"]}, jnp.concatenate([y, jnp.tile(jnp.mean(y, 0, keepdims=True), (6, 1))], -1), train=False)
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+  # Permuting the batch permutes the logits; changing another member changes y_0's logit.
+  perm = np.asarray([3, 0, 5, 1, 4, 2])
+  np.testing.assert_allclose(models["discriminator"].apply({"params": params}, z, y[perm], train=False)[1],
+                             logits[perm], rtol=1e-5, atol=1e-5)
+  other = y.at[5].set(jax.nn.one_hot(7, 10))
+  assert abs(float(models["discriminator"].apply({"params": params}, z, other, train=False)[1][0] - logits[0])) > 1e-6
+
+
+@pytest.mark.parametrize("minibatch_mean", [False, True])
+def test_only_d_y_with_the_batch_mean_tells_single_class_batches_from_categorical_draws(minibatch_mean):
+  # Fake batches hold one class each (a collapsed q(y|x)), real ones Cat(1/10) draws: every
+  # fake vector is a one-hot and the classes are uniform over batches, so one vector at a time
+  # carries no evidence (best loss log 4); the batch mean carries all of it.
+  disc = LatentDiscriminators(hidden=(64, 64), num_classes=10, y_minibatch_mean=minibatch_mean)
+  z = jnp.zeros((50, 2), jnp.float32)
+  params = disc.init(jax.random.key(0), z, jnp.zeros((50, 10)), train=False)["params"]
+  tx = optax.adam(3e-3)
+  opt_state = tx.init(params)
+
+  def loss_fn(p, real, fake):
+    real_logits = disc.apply({"params": p}, z, real, train=False)[1]
+    fake_logits = disc.apply({"params": p}, z, fake, train=False)[1]
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits, 1.0)
+                    + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0))
+
+  @jax.jit
+  def step(p, s, key):
+    k1, k2 = jax.random.split(key)
+    real = jax.nn.one_hot(jax.random.randint(k1, (50,), 0, 10), 10)
+    fake = jax.nn.one_hot(jnp.full((50,), jax.random.randint(k2, (), 0, 10)), 10)
+    loss, grads = jax.value_and_grad(loss_fn)(p, real, fake)
+    updates, s = tx.update(grads, s, p)
+    return optax.apply_updates(p, updates), s, loss
+
+  losses_seen = []
+  for i in range(400):
+    params, opt_state, loss = step(params, opt_state, jax.random.key(i))
+    losses_seen.append(float(loss))
+  final = np.mean(losses_seen[-50:])
+  if minibatch_mean:
+    assert final < 0.1, final
+  else:
+    assert final > 1.2, final   # log 4 = 1.386: it cannot beat chance

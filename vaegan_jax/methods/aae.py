@@ -18,7 +18,9 @@ classification      cross-entropy of q(y|x_l) on the labelled subset       encod
 
 ``semi_aae`` is the semi-supervised AAE (paper sec. 5): the encoder also has a categorical
 head q(y|x) (softmax of 10 logits), the decoder sees [y, z], D_y matches y to one-hot draws,
-and the classification phase only runs there. Each phase sees the parameters the previous
+and the classification phase only runs there. With ``aae.y_minibatch_mean`` (on in
+``configs/semi_aae_mnist.py``) D_y sees each y beside its batch's mean, which keeps the ten
+clusters of q(y|x) equally large (``models.aae.LatentDiscriminators``). Each phase sees the parameters the previous
 phases left (the paper's alternation, within one step). Nothing branches on device values:
 the step's losses and gradients are checked for finiteness once and a bad step changes
 nothing but the counters (``common.commit``).
@@ -64,7 +66,8 @@ def build_models(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
   return {"encoder": AAEEncoder(latent_dim=config.model.latent_dim, hidden=hidden, num_classes=k,
                                 dropout=config.aae.encoder_dropout, dtype=dtype),
           "decoder": MLPDecoder(image_shape=tuple(image_shape), hidden=hidden[::-1], dtype=dtype),
-          "discriminator": LatentDiscriminators(hidden=hidden, num_classes=k, dtype=dtype)}
+          "discriminator": LatentDiscriminators(hidden=hidden, num_classes=k,
+                                                y_minibatch_mean=config.aae.y_minibatch_mean, dtype=dtype)}
 
 
 def optimizer_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:

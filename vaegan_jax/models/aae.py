@@ -78,11 +78,19 @@ class LatentDiscriminators(nn.Module):
     hidden: widths of each discriminator's hidden ReLU layers.
     num_classes: 0 for the unsupervised AAE (only ``z``), else the size of y. (For the
       label-conditioned prior, the caller concatenates the one-hot label to ``z``'s input.)
+    y_minibatch_mean: D_y sees each y beside the mean of the y's it is given in the same call
+      (one batch of prior draws, or one batch of encoder outputs): minibatch statistics
+      (Salimans et al. 2016, "Improved techniques for training GANs", sec. 3.2; Karras et al.
+      2018, sec. 3), so that a batch whose classes are unbalanced is told from a batch of
+      Cat(1/K) draws even when each of its vectors is one-hot, and penalised while q(y|x) is
+      still soft. Without it the categorical adversary alone let q(y|x) collapse onto one
+      class (docs/models/aae.md, "The semi-supervised gap").
     dtype: computation dtype; parameters are f32.
   """
 
   hidden: Sequence[int] = (1000, 1000)
   num_classes: int = 0
+  y_minibatch_mean: bool = False
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -92,8 +100,13 @@ class LatentDiscriminators(nn.Module):
 
   def __call__(self, z_input: jax.Array, y_input: jax.Array | None, train: bool) -> tuple[jax.Array, jax.Array]:
     """Logits of D_z on f32[batch, dz] and of D_y on f32[batch, num_classes] (f32[batch] each;
-    D_y's are zeros of shape [0] without a y head)."""
+    D_y's are zeros of shape [0] without a y head). With ``y_minibatch_mean``, D_y's input is
+    [y, mean of y over the batch axis] (f32[batch, 2 * num_classes]); under a data-parallel
+    ``jit`` the mean is over the whole global batch."""
     logits_z = self.z(z_input, train)
     if not self.num_classes:
       return logits_z, jnp.zeros((0,), jnp.float32)
+    if self.y_minibatch_mean:
+      y_input = jnp.concatenate(
+          [y_input, jnp.broadcast_to(jnp.mean(y_input, axis=0, keepdims=True), y_input.shape)], axis=-1)
     return logits_z, self.y(y_input, train)
