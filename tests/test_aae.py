@@ -407,3 +407,20 @@ def test_only_d_y_with_the_batch_mean_tells_single_class_batches_from_categorica
     assert final < 0.1, final
   else:
     assert final > 1.2, final   # log 4 = 1.386: it cannot beat chance
+
+
+def test_random_shifts_moves_each_image_by_its_own_offset_and_fills_with_black():
+  rng = np.random.default_rng(0)
+  x = np.full((8, 12, 10, 1), -1.0, np.float32)
+  x[:, 3:9, 3:7] = rng.uniform(-1, 1, (8, 6, 4, 1))   # content away from the border
+  key = jax.random.key(3)
+  shifted = np.asarray(aae.random_shifts(key, jnp.asarray(x), 2))
+  offsets = np.asarray(jax.random.randint(key, (8, 2), 0, 5)) - 2   # the draws the function makes
+  assert len({tuple(o) for o in offsets}) > 1
+  for image, moved, (dy, dx) in zip(x, shifted, offsets):
+    expected = np.full_like(image, -1.0)
+    expected[max(0, -dy):12 - max(0, dy), max(0, -dx):10 - max(0, dx)] = \
+        image[max(0, dy):12 - max(0, -dy), max(0, dx):10 - max(0, -dx)]
+    np.testing.assert_array_equal(moved, expected)
+    np.testing.assert_allclose((moved + 1).sum(), (image + 1).sum(), rtol=1e-6)   # nothing cut off
+  np.testing.assert_array_equal(np.asarray(aae.random_shifts(key, jnp.asarray(x), 0)), x)
