@@ -20,9 +20,9 @@ classification      cross-entropy of q(y|x_l) on the labelled subset       encod
 ``semi_aae`` is the semi-supervised AAE (paper sec. 5): the encoder also has a categorical
 head q(y|x) (softmax of 10 logits), the decoder sees [y, z], D_y matches y to one-hot draws,
 and the classification phase only runs there. With ``aae.y_minibatch_mean`` (on in
-``configs/semi_aae_mnist.py``) D_y sees each y beside its batch's mean, which keeps the ten
-clusters of q(y|x) equally large (``models.aae.LatentDiscriminators``). Each phase sees the parameters the previous
-phases left (the paper's alternation, within one step). Nothing branches on device values:
+``configs/semi_aae_mnist.py``) D_y sees each y beside its batch's mean, which keeps q(y|x)
+from collapsing onto a few classes (``models.aae.LatentDiscriminators``). Each phase sees
+the parameters the previous phases left (the paper's alternation, within one step). Nothing branches on device values:
 the step's losses and gradients are checked for finiteness once and a bad step changes
 nothing but the counters (``common.commit``).
 """
