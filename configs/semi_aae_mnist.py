@@ -18,6 +18,12 @@ mean, D_y penalises unbalanced classes while the softmax is still soft. And each
 digit is translated by up to 2 pixels per axis in every step (``aae.labelled_shift``): without
 it the 100 labelled digits are memorised (cross-entropy 0) within a few hundred steps and stop
 teaching. This augmentation is not in the paper.
+
+The run is 10 epochs (5,000 steps of 100), and every phase's rate drops tenfold after epoch 5
+(``optim.<phase>.step_decay_epochs``), the paper's step drops compressed to the CPU budget:
+over four label subsets 9.3% +- 1.0 test error at epoch 10, against 10.5% +- 1.4 at a
+constant rate. For a longer run move the drop with it, e.g. ``--config.train.num_steps=50000``
+and ``--config.optim.<phase>.step_decay_epochs=50`` for each of the five phases.
 These changes and every other difference to the paper and the ports are measured in
 docs/models/aae.md, "The semi-supervised gap". The paper's SGD schedule is expressible here
 (``--config.optim.<phase>.optimizer=sgd``, ``momentum``, ``step_decay_epochs``,
@@ -32,4 +38,7 @@ def get_config(arg: str = ""):
   c.aae.encoder_dropout = 0.25
   c.aae.y_minibatch_mean = True
   c.aae.labelled_shift = 2
+  c.train.num_steps = 10 * 500          # 10 epochs of the 50,000 training digits
+  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
+    c.optim[name].step_decay_epochs = (5,)   # x step_decay (0.1) after epoch 5
   return apply_arg(c, arg)

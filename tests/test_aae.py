@@ -312,6 +312,20 @@ def test_step_drops_and_sgd_with_momentum_follow_the_config():
     validate(c)
 
 
+def test_semi_aae_config_drops_every_phase_together_halfway():
+  """configs/semi_aae_mnist.py: all five phases at their rate for 5 epochs, a tenth of it after,
+  within a run of 10 epochs (500 steps of 100 per epoch of 50,000 digits)."""
+  from vaegan_jax.methods import common  # pylint: disable=import-outside-toplevel
+  c = load_config("semi_aae_mnist", "")
+  steps_per_epoch = 50_000 // c.train.batch_size
+  assert c.train.num_steps == 10 * steps_per_epoch
+  for name in aae.optimizer_names(c):
+    schedule = common.learning_rate_schedule(c.optim[name], steps_per_epoch)
+    rate = c.optim[name].learning_rate
+    assert [float(schedule(s)) for s in (0, 5 * steps_per_epoch - 1, 5 * steps_per_epoch, c.train.num_steps)] \
+        == pytest.approx([rate, rate, rate / 10, rate / 10]), name
+
+
 def test_encoder_dropout_is_on_in_training_only():
   c = load_config("semi_aae_mnist")
   c.aae.encoder_dropout = 0.5
