@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import tempfile
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -54,6 +55,14 @@ def load_config(name: str, arg: str = "smoke"):
 def tfds_dir(tmp_path_factory) -> str:
   """A tfds data_dir shared by the session ($VAEGAN_TEST_TFDS_DIR to reuse one across runs)."""
   return os.environ.get("VAEGAN_TEST_TFDS_DIR") or str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+  """A generator seeded afresh for each test: a test's random data does not depend on which
+  tests ran before it in the same pytest-xdist worker (a module-level generator did, and so
+  a margin that held locally could fail under CI's ordering)."""
+  return np.random.default_rng(0)
 
 
 @pytest.fixture

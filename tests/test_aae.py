@@ -18,8 +18,6 @@ from vaegan_jax.data import labelled, pipeline
 from vaegan_jax.methods import aae
 from vaegan_jax.models.aae import LatentDiscriminator, LatentDiscriminators
 
-RNG = np.random.default_rng(0)
-
 
 def _log_sigmoid(v):
   return -np.logaddexp(0.0, -np.asarray(v, np.float64))
@@ -27,6 +25,7 @@ def _log_sigmoid(v):
 
 def _setup(method="aae", **aae_fields):
   """A smoke-sized AAE (hidden 32, 32) on fake 28x28 images: config, models, optimizers, state, batch."""
+  rng = np.random.default_rng(0)
   c = load_config("semi_aae_mnist" if method == "semi_aae" else "aae_mnist")
   for k, v in aae_fields.items():
     c.aae[k] = v
@@ -36,8 +35,8 @@ def _setup(method="aae", **aae_fields):
   models = aae.build_models(c, (28, 28, 1))
   optimizers = aae.make_optimizers(c, steps_per_epoch=10)
   state = aae.create_train_state(jax.random.key(0), c, models, optimizers)
-  batch = {"image": RNG.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8), "label": np.arange(6) % 3,
-           "labelled_image": RNG.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8),
+  batch = {"image": rng.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8), "label": np.arange(6) % 3,
+           "labelled_image": rng.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8),
            "labelled_label": np.array([0, 1, 2, 3, 4, 5])}
   return c, models, optimizers, state, batch
 
@@ -100,7 +99,7 @@ def test_classification_loss_is_the_cross_entropy_of_q_y_given_x():
   got, terms = aae.classification_loss(models, state.params, _x(batch, "labelled_image"),
                                        jnp.asarray(batch["labelled_label"]))
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
-  assert float(terms["labelled_accuracy"]) == np.mean(logits.argmax(-1) == batch["labelled_label"])
+  assert float(terms["labelled_accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == batch["labelled_label"]))
 
 
 # --- Which networks each phase moves -----------------------------------------------------------
@@ -136,10 +135,13 @@ def test_one_train_step_moves_every_network_and_lowers_the_reconstruction_loss()
     assert _changed(first.params[name], state.params[name]), name
   for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
     assert _changed(first.opt_state[name], state.opt_state[name]), name
+  # Scored without dropout: the step's own dropout-noised figure moves by as much as six steps
+  # lower it (its seed-3 batch rose), the deterministic error fell on each of seeds 0-7.
   s = first
   for _ in range(5):
     s, m = step(s, batch)
-  assert float(m["train/reconstruction"]) < float(metrics_["train/reconstruction"])
+  error = lambda st: float(jnp.mean(aae.reconstruction_error(models, st, jnp.asarray(batch["image"]))))  # noqa: E731
+  assert error(s) < error(state)
   # A batch with NaN-producing input is skipped whole (common.commit): nothing changes.
   poisoned = s.replace(params={**s.params, "discriminator": jax.tree.map(lambda v: v * np.nan, s.params["discriminator"])})
   after, m = step(poisoned, batch)
@@ -148,14 +150,14 @@ def test_one_train_step_moves_every_network_and_lowers_the_reconstruction_loss()
 
 # --- Priors --------------------------------------------------------------------------------------
 
-def test_mixture_prior_puts_class_k_on_component_k_with_the_stated_density():
+def test_mixture_prior_puts_class_k_on_component_k_with_the_stated_density(rng):
   labels = jnp.repeat(jnp.arange(10), 2000)
   z = np.asarray(priors.mixture(jax.random.key(0), labels, 4, 10))
   means = np.asarray(priors.mixture_means(4, 10))
   got = z.reshape(10, 2000, 4).mean(1)
   np.testing.assert_allclose(got, means, atol=0.05)
   # The density against scipy: each pair is N(shift * u_k, R_k diag(.5^2, .1^2) R_k^T), pairs independent.
-  points = np.asarray(RNG.normal(size=(7, 4)) * 1.5, np.float32)
+  points = np.asarray(rng.normal(size=(7, 4)) * 1.5, np.float32)
   want = []
   for v in points:
     comps = []
@@ -175,23 +177,23 @@ def test_mixture_prior_puts_class_k_on_component_k_with_the_stated_density():
 
 # --- Parzen window -------------------------------------------------------------------------------
 
-def test_parzen_of_one_point_is_the_gaussian_density_and_mixes_over_samples():
-  x = RNG.uniform(size=(5, 6))
-  one = RNG.uniform(size=(1, 6))
+def test_parzen_of_one_point_is_the_gaussian_density_and_mixes_over_samples(rng):
+  x = rng.uniform(size=(5, 6))
+  one = rng.uniform(size=(1, 6))
   sigmas = [0.2, 0.7]
   got = metrics.parzen_log_likelihood(x, one, sigmas)
   for i, s in enumerate(sigmas):
     np.testing.assert_allclose(got[i], stats.multivariate_normal(one[0], s * s * np.eye(6)).logpdf(x), rtol=1e-4)
-  two = RNG.uniform(size=(2, 6))
+  two = rng.uniform(size=(2, 6))
   want = np.logaddexp(*[stats.multivariate_normal(t, 0.09 * np.eye(6)).logpdf(x) for t in two]) - np.log(2)
   np.testing.assert_allclose(metrics.parzen_log_likelihood(x, two, [0.3])[0], want, rtol=1e-4)
   with pytest.raises(ValueError, match="positive"):
     metrics.parzen_log_likelihood(x, two, [0.0])
 
 
-def test_parzen_evaluation_chooses_the_bandwidth_on_validation_and_reports_the_standard_error():
-  samples = RNG.normal(size=(400, 3)) * 0.3
-  validation, test = RNG.normal(size=(300, 3)) * 0.3, RNG.normal(size=(200, 3)) * 0.3
+def test_parzen_evaluation_chooses_the_bandwidth_on_validation_and_reports_the_standard_error(rng):
+  samples = rng.normal(size=(400, 3)) * 0.3
+  validation, test = rng.normal(size=(300, 3)) * 0.3, rng.normal(size=(200, 3)) * 0.3
   sigmas = [0.01, 0.1, 0.2, 5.0]
   out = metrics.parzen_evaluation(validation, test, samples, sigmas)
   per = metrics.parzen_log_likelihood(validation, samples, sigmas).mean(1)
@@ -201,8 +203,8 @@ def test_parzen_evaluation_chooses_the_bandwidth_on_validation_and_reports_the_s
   np.testing.assert_allclose(out["log_likelihood_sem"], ll.std(ddof=1) / np.sqrt(200), rtol=1e-6)
 
 
-def test_roc_auc_matches_the_pairwise_definition():
-  scores, positive = RNG.normal(size=50), RNG.uniform(size=50) < 0.3
+def test_roc_auc_matches_the_pairwise_definition(rng):
+  scores, positive = rng.normal(size=50), rng.uniform(size=50) < 0.3
   pairs = [(a > b) + 0.5 * (a == b) for a in scores[positive] for b in scores[~positive]]
   np.testing.assert_allclose(metrics.roc_auc(scores, positive), np.mean(pairs))
   with pytest.raises(ValueError, match="both"):
@@ -211,8 +213,8 @@ def test_roc_auc_matches_the_pairwise_definition():
 
 # --- Labelled subset and batches ---------------------------------------------------------------
 
-def test_labelled_subset_is_balanced_and_fixed_by_the_seed():
-  labels = RNG.integers(0, 10, 5000)
+def test_labelled_subset_is_balanced_and_fixed_by_the_seed(rng):
+  labels = rng.integers(0, 10, 5000)
   a = labelled.labelled_subset(labels, 100, seed=0)
   assert len(np.unique(a)) == 100 and np.all(np.bincount(labels[a], minlength=10) == 10)
   np.testing.assert_array_equal(a, labelled.labelled_subset(labels, 100, seed=0))

@@ -17,21 +17,19 @@ from vaegan_jax.data import pipeline, supervision
 from vaegan_jax.methods import ccvae
 from vaegan_jax.models import CharacteristicClassifier, ConditionalPrior
 
-RNG = np.random.default_rng(0)
-
 
 # --- Loss pieces -----------------------------------------------------------------------------------
 
-def test_log_mean_exp_matches_the_direct_form_and_survives_large_values():
-  x = RNG.normal(size=(100, 7)).astype(np.float32) * 3
+def test_log_mean_exp_matches_the_direct_form_and_survives_large_values(rng):
+  x = rng.normal(size=(100, 7)).astype(np.float32) * 3
   np.testing.assert_allclose(losses.log_mean_exp(jnp.asarray(x), axis=0), np.log(np.mean(np.exp(x), 0)), rtol=1e-5)
   big = np.array([[-1000.0], [-1000.0 + np.log(3.0)]], np.float32)   # exp underflows to 0 in f32
   np.testing.assert_allclose(losses.log_mean_exp(jnp.asarray(big), axis=0), [-1000.0 + np.log(2.0)], rtol=1e-6)
 
 
-def test_gaussian_kl_and_laplace_nll_match_scipy_and_the_standard_case():
-  mu_q, mu_p = RNG.normal(size=(2, 4, 5)).astype(np.float32)
-  lv_q, lv_p = RNG.uniform(-2, 2, size=(2, 4, 5)).astype(np.float32)
+def test_gaussian_kl_and_laplace_nll_match_scipy_and_the_standard_case(rng):
+  mu_q, mu_p = rng.normal(size=(2, 4, 5)).astype(np.float32)
+  lv_q, lv_p = rng.uniform(-2, 2, size=(2, 4, 5)).astype(np.float32)
   # KL by Monte Carlo would be noisy; compare with the entropy / cross-entropy decomposition instead
   cross = -np.sum(scipy.stats.norm.logpdf(mu_q, mu_p, np.exp(lv_p / 2)) - 0.5 * np.exp(lv_q - lv_p), -1)
   entropy = np.sum(scipy.stats.norm.entropy(mu_q, np.exp(lv_q / 2)), -1)
@@ -39,19 +37,19 @@ def test_gaussian_kl_and_laplace_nll_match_scipy_and_the_standard_case():
   zeros = jnp.zeros_like(jnp.asarray(mu_q))
   np.testing.assert_allclose(losses.gaussian_kl(jnp.asarray(mu_q), jnp.asarray(lv_q), zeros, zeros),
                              losses.kl_divergence(jnp.asarray(mu_q), jnp.asarray(lv_q)), rtol=1e-5)
-  x, loc = RNG.uniform(size=(2, 3, 4, 4, 1)).astype(np.float32)
+  x, loc = rng.uniform(size=(2, 3, 4, 4, 1)).astype(np.float32)
   want = -scipy.stats.laplace.logpdf(x, loc, 1.0).reshape(3, -1).sum(-1)
   np.testing.assert_allclose(losses.laplace_nll(jnp.asarray(x), jnp.asarray(loc)), want, rtol=1e-5)
   with pytest.raises(ValueError, match="same shape"):
     losses.gaussian_kl(zeros, zeros, zeros[:, :2], zeros)
 
 
-def test_classifier_logit_of_a_label_depends_only_on_its_block():
+def test_classifier_logit_of_a_label_depends_only_on_its_block(rng):
   labels, block = 4, 3
   clf = CharacteristicClassifier(labels, block)
   params = clf.init(jax.random.key(0), jnp.zeros((1, labels * block)))
-  params = jax.tree.map(lambda p: p + jnp.asarray(RNG.normal(size=p.shape), jnp.float32), params)
-  z_c = jnp.asarray(RNG.normal(size=(1, labels * block)), jnp.float32)
+  params = jax.tree.map(lambda p: p + jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+  z_c = jnp.asarray(rng.normal(size=(1, labels * block)), jnp.float32)
   jac = np.asarray(jax.jacobian(lambda z: clf.apply(params, z)[0])(z_c))[:, 0]   # [labels, labels * block]
   for i in range(labels):
     own = np.zeros(labels * block, bool)
@@ -61,6 +59,7 @@ def test_classifier_logit_of_a_label_depends_only_on_its_block():
 
 
 def _setup(batch=6, num_samples=5):
+  rng = np.random.default_rng(0)
   c = load_config("ccvae_mnist")
   c.ccvae.num_samples = num_samples
   validate(c)
@@ -69,10 +68,10 @@ def _setup(batch=6, num_samples=5):
   # move the prior and classifier off their symmetric initial values
   params = dict(state.params)
   for name in ("classifier", "prior"):
-    params[name] = jax.tree.map(lambda p: p + 0.3 * jnp.asarray(RNG.normal(size=p.shape), jnp.float32), params[name])
+    params[name] = jax.tree.map(lambda p: p + 0.3 * jnp.asarray(rng.normal(size=p.shape), jnp.float32), params[name])
   state = state.replace(params=params)
-  images = RNG.integers(0, 256, (batch, 28, 28, 1), dtype=np.uint8)
-  labels = (RNG.random((batch, 10)) < 0.3).astype(np.float32)
+  images = rng.integers(0, 256, (batch, 28, 28, 1), dtype=np.uint8)
+  labels = (rng.random((batch, 10)) < 0.3).astype(np.float32)
   return c, models, state, images, labels
 
 

@@ -8,12 +8,10 @@ import pytest
 
 from vaegan_jax import losses
 
-RNG = np.random.default_rng(0)
 
-
-def test_kl_matches_numpy_in_sigma_form_and_numerical_integration():
-  mu = RNG.normal(size=(5, 7)).astype(np.float32)
-  logvar = RNG.normal(size=(5, 7)).astype(np.float32)
+def test_kl_matches_numpy_in_sigma_form_and_numerical_integration(rng):
+  mu = rng.normal(size=(5, 7)).astype(np.float32)
+  logvar = rng.normal(size=(5, 7)).astype(np.float32)
   sigma = np.exp(0.5 * logvar.astype(np.float64))
   # KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2)/2 - 1/2, written with s, not logvar.
   reference = np.sum(-np.log(sigma) + (sigma**2 + mu**2) / 2 - 0.5, axis=1)
@@ -35,10 +33,10 @@ def test_kl_is_zero_at_the_prior_and_rejects_mismatched_shapes():
 
 
 @pytest.mark.parametrize("log_scale", [0.0, -2.3, 0.5])
-def test_gaussian_nll_matches_numpy_log_density(log_scale):
+def test_gaussian_nll_matches_numpy_log_density(rng, log_scale):
   s = math.exp(log_scale)
-  mean = RNG.normal(size=(4, 3, 5, 2)).astype(np.float32)
-  x = (mean + 3 * s * RNG.normal(size=mean.shape)).astype(np.float32)
+  mean = rng.normal(size=(4, 3, 5, 2)).astype(np.float32)
+  x = (mean + 3 * s * rng.normal(size=mean.shape)).astype(np.float32)
   density = np.exp(-0.5 * ((x.astype(np.float64) - mean) / s) ** 2) / (s * math.sqrt(2 * math.pi))
   reference = -np.log(density).reshape(4, -1).sum(axis=1)
   np.testing.assert_allclose(losses.gaussian_nll(jnp.asarray(x), jnp.asarray(mean), log_scale), reference, rtol=2e-5)
@@ -59,10 +57,10 @@ def test_sigmoid_bce_matches_numpy():
                              rtol=1e-5)
 
 
-def test_gan_loss_is_the_negative_paper_objective():
-  real = RNG.normal(size=6).astype(np.float32)
-  recon = RNG.normal(size=6).astype(np.float32)
-  prior = RNG.normal(size=6).astype(np.float32)
+def test_gan_loss_is_the_negative_paper_objective(rng):
+  real = rng.normal(size=6).astype(np.float32)
+  recon = rng.normal(size=6).astype(np.float32)
+  prior = rng.normal(size=6).astype(np.float32)
   sig = lambda l: 1.0 / (1.0 + np.exp(-l.astype(np.float64)))
   # Larsen et al. eq. 8: L_GAN = log Dis(x) + log(1 - Dis(Dec(z))) + log(1 - Dis(Dec(z_p))).
   paper = np.mean(np.log(sig(real))) + np.mean(np.log(1 - sig(recon))) + np.mean(np.log(1 - sig(prior)))

@@ -17,8 +17,6 @@ from vaegan_jax.config import validate
 from vaegan_jax.data import groups, pipeline
 from vaegan_jax.methods import mlvae
 
-RNG = np.random.default_rng(0)
-
 
 # --- Product of Gaussians ---------------------------------------------------------------------------
 
@@ -29,18 +27,18 @@ def _product_numpy(mu, logvar):
   return var * (precision * mu).sum(1), np.log(var)
 
 
-def test_product_of_gaussians_matches_the_precision_form():
-  mu = RNG.normal(size=(5, 7, 3)).astype(np.float32)
-  logvar = RNG.uniform(-4, 3, size=(5, 7, 3)).astype(np.float32)
+def test_product_of_gaussians_matches_the_precision_form(rng):
+  mu = rng.normal(size=(5, 7, 3)).astype(np.float32)
+  logvar = rng.uniform(-4, 3, size=(5, 7, 3)).astype(np.float32)
   got_mu, got_logvar = mlvae.product_of_gaussians(jnp.asarray(mu), jnp.asarray(logvar), axis=1)
   want_mu, want_logvar = _product_numpy(mu, logvar)
   np.testing.assert_allclose(got_mu, want_mu, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(got_logvar, want_logvar, rtol=1e-5, atol=1e-6)
 
 
-def test_product_of_one_member_is_that_member_and_of_identical_members_shrinks_the_variance():
-  mu = RNG.normal(size=(4, 1, 6)).astype(np.float32)
-  logvar = RNG.normal(size=(4, 1, 6)).astype(np.float32)
+def test_product_of_one_member_is_that_member_and_of_identical_members_shrinks_the_variance(rng):
+  mu = rng.normal(size=(4, 1, 6)).astype(np.float32)
+  logvar = rng.normal(size=(4, 1, 6)).astype(np.float32)
   one_mu, one_logvar = mlvae.product_of_gaussians(jnp.asarray(mu), jnp.asarray(logvar))
   np.testing.assert_allclose(one_mu, mu[:, 0], rtol=1e-6)
   np.testing.assert_allclose(one_logvar, logvar[:, 0], rtol=1e-6)
@@ -65,6 +63,7 @@ def test_product_of_gaussians_is_stable_at_extreme_log_variances():
 # --- The group ELBO --------------------------------------------------------------------------------
 
 def _setup(groups_, k, llike="bernoulli"):
+  rng = np.random.default_rng(0)
   c = load_config("mlvae_mnist")
   c.loss.llike, c.loss.pixel_log_scale = llike, 0.3466   # pixel: the port's squared error (variance 2 on [-1, 1])
   c.mlvae.group_size = k
@@ -72,7 +71,7 @@ def _setup(groups_, k, llike="bernoulli"):
   validate(c)
   models = mlvae.build_models(c, (28, 28, 1))
   state = mlvae.create_train_state(jax.random.key(0), c, models, mlvae.make_optimizers(c, 10))
-  images = RNG.integers(0, 256, (groups_, k, 28, 28, 1), dtype=np.uint8)
+  images = rng.integers(0, 256, (groups_, k, 28, 28, 1), dtype=np.uint8)
   return c, models, state, images
 
 
@@ -206,18 +205,20 @@ def test_config_errors_name_the_fix():
 
 # --- Probes ------------------------------------------------------------------------------------------
 
-def test_nearest_prototype_accuracy_matches_a_loop():
-  q, p = RNG.normal(size=(40, 3)), RNG.normal(size=(5, 3))
-  q_labels, p_labels = RNG.integers(0, 5, 40), np.array([4, 3, 2, 1, 0])
+def test_nearest_prototype_accuracy_matches_a_loop(rng):
+  q, p = rng.normal(size=(40, 3)), rng.normal(size=(5, 3))
+  q_labels, p_labels = rng.integers(0, 5, 40), np.array([4, 3, 2, 1, 0])
   want = np.mean([p_labels[np.argmin([np.linalg.norm(v - w) for w in p])] == lab for v, lab in zip(q, q_labels)])
   assert metrics.nearest_prototype_accuracy(q, q_labels, p, p_labels) == pytest.approx(want)
 
 
 @pytest.mark.parametrize("probe", [metrics.linear_probe_accuracy, metrics.mlp_probe_accuracy])
-def test_probes_read_an_informative_latent_and_not_a_noise_one(probe):
+def test_probes_read_an_informative_latent_and_not_a_noise_one(rng, probe):
   labels = np.repeat(np.arange(4), 100)
-  informative = np.eye(4)[labels] * 3 + RNG.normal(size=(400, 4))
-  noise = RNG.normal(size=(400, 4))
+  # Class means 4 * e_k: Bayes accuracy 99.3%; over seeds 0-29 the MLP probe scored >= 0.935
+  # and the linear one >= 0.975 (at 3 * e_k the MLP dipped to 0.855), noise <= 0.325.
+  informative = np.eye(4)[labels] * 4 + rng.normal(size=(400, 4))
+  noise = rng.normal(size=(400, 4))
   train, test = np.arange(400) % 2 == 0, np.arange(400) % 2 == 1
   assert probe(informative[train], labels[train], informative[test], labels[test]) > 0.9
   assert probe(noise[train], labels[train], noise[test], labels[test]) < 0.45
@@ -225,13 +226,14 @@ def test_probes_read_an_informative_latent_and_not_a_noise_one(probe):
     probe(noise[:50], np.zeros(50, int) + np.arange(50) % 2, noise[:5], np.full(5, 3))
 
 
-def test_mlp_probe_reads_a_label_that_is_not_linear_in_the_latent():
-  points = RNG.normal(size=(2000, 2))
+def test_mlp_probe_reads_a_label_that_is_not_linear_in_the_latent(rng):
+  points = rng.normal(size=(2000, 2))
   inside = (np.linalg.norm(points, axis=1) < 1.1774).astype(int)   # the median radius: balanced classes
   train, test = slice(0, 1500), slice(1500, None)
   linear = metrics.linear_probe_accuracy(points[train], inside[train], points[test], inside[test])
   mlp = metrics.mlp_probe_accuracy(points[train], inside[train], points[test], inside[test])
-  assert linear < 0.65 and mlp > 0.9, (linear, mlp)
+  # Seeds 0-14: linear <= 0.656, MLP >= 0.966 (chance 0.5).
+  assert linear < 0.7 and mlp > 0.9, (linear, mlp)
 
 
 # --- End to end ------------------------------------------------------------------------------------

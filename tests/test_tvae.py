@@ -15,13 +15,11 @@ from vaegan_jax.data import pipeline, triplets
 from vaegan_jax.methods import common
 from vaegan_jax.methods import tvae as tvae_method
 
-RNG = np.random.default_rng(0)
-
 
 # --- Losses -----------------------------------------------------------------------------------
 
-def test_triplet_loss_matches_a_numpy_loop():
-  a, p, n = (RNG.normal(size=(6, 4)).astype(np.float32) for _ in range(3))
+def test_triplet_loss_matches_a_numpy_loop(rng):
+  a, p, n = (rng.normal(size=(6, 4)).astype(np.float32) for _ in range(3))
   want = [max(0.0, sum((a[i, k] - p[i, k]) ** 2 for k in range(4)) - sum((a[i, k] - n[i, k]) ** 2 for k in range(4))
               + 0.2) for i in range(6)]
   np.testing.assert_allclose(losses.triplet_loss(jnp.asarray(a), jnp.asarray(p), jnp.asarray(n), 0.2), want,
@@ -41,9 +39,9 @@ def test_triplet_loss_is_zero_once_negatives_are_farther_by_the_margin():
     losses.triplet_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.zeros((2, 4)), 0.2)
 
 
-def test_bernoulli_nll_matches_numpy():
-  x = RNG.uniform(size=(3, 5, 5, 1)).astype(np.float32)
-  logits = RNG.normal(size=(3, 5, 5, 1)).astype(np.float32) * 3
+def test_bernoulli_nll_matches_numpy(rng):
+  x = rng.uniform(size=(3, 5, 5, 1)).astype(np.float32)
+  logits = rng.normal(size=(3, 5, 5, 1)).astype(np.float32) * 3
   s = 1 / (1 + np.exp(-logits.astype(np.float64)))
   want = -np.sum(x * np.log(s) + (1 - x) * np.log(1 - s), axis=(1, 2, 3))
   np.testing.assert_allclose(losses.bernoulli_nll(jnp.asarray(x), jnp.asarray(logits)), want, rtol=1e-5)
@@ -104,10 +102,10 @@ def test_triplet_batches_are_valid_seeded_and_resume_exactly(tfds_dir):
 
 # --- Metric ---------------------------------------------------------------------------------------
 
-def test_triplet_accuracy_on_a_planted_embedding():
+def test_triplet_accuracy_on_a_planted_embedding(rng):
   labels = np.repeat(np.arange(4), 50)
   chosen = triplets.eval_triplets(labels, 100, seed=0)
-  separated = np.eye(4)[labels] * 10 + RNG.normal(size=(200, 4)) * 0.1    # classes far apart
+  separated = np.eye(4)[labels] * 10 + rng.normal(size=(200, 4)) * 0.1    # classes far apart
   assert metrics.triplet_accuracy(separated, chosen) == 1.0
   assert metrics.triplet_accuracy(-separated[:, :1] * 0, chosen) == 0.0      # all distances tie: failures
   # Hand-made: anchor 0 at 0; positive at distance 1; negatives at 2 (success) and 0.5 (failure).
