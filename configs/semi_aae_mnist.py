@@ -30,7 +30,7 @@ docs/models/aae.md, "The semi-supervised gap". The paper's SGD schedule is expre
 ``--config.aae.init_std=0.01``).
 """
 
-from vaegan_jax.config import aae, apply_arg, base_config
+from vaegan_jax.config import AAE_PHASES, aae, apply_arg, base_config
 
 
 def get_config(arg: str = ""):
@@ -39,6 +39,6 @@ def get_config(arg: str = ""):
   c.aae.y_minibatch_mean = True
   c.aae.labelled_shift = 2
   c.train.num_steps = 10 * 500          # 10 epochs of the 50,000 training digits
-  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
+  for name in AAE_PHASES:
     c.optim[name].step_decay_epochs = (5,)   # x step_decay (0.1) after epoch 5
   return apply_arg(c, arg)

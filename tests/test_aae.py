@@ -13,7 +13,7 @@ from scipy import stats
 
 from tests.conftest import load_config
 from vaegan_jax import evaluators, metrics, priors, trainer
-from vaegan_jax.config import validate
+from vaegan_jax.config import AAE_PHASES, validate
 from vaegan_jax.data import labelled, pipeline
 from vaegan_jax.methods import aae
 from vaegan_jax.models.aae import LatentDiscriminator, LatentDiscriminators
@@ -133,7 +133,7 @@ def test_one_train_step_moves_every_network_and_lowers_the_reconstruction_loss()
   assert int(first.step) == 1 and float(metrics_["train/nonfinite"]) == 0.0
   for name in ("encoder", "decoder", "discriminator"):
     assert _changed(first.params[name], state.params[name]), name
-  for name in ("encoder", "decoder", "discriminator", "generator", "classifier"):
+  for name in AAE_PHASES:
     assert _changed(first.opt_state[name], state.opt_state[name]), name
   # Scored without dropout: the step's own dropout-noised figure moves by as much as six steps
   # lower it (its seed-3 batch rose), the deterministic error fell on each of seeds 0-7.
@@ -321,7 +321,8 @@ def test_semi_aae_config_drops_every_phase_together_halfway():
   c = load_config("semi_aae_mnist", "")
   steps_per_epoch = 50_000 // c.train.batch_size
   assert c.train.num_steps == 10 * steps_per_epoch
-  for name in aae.optimizer_names(c):
+  assert aae.optimizer_names(c) == AAE_PHASES   # the config's list is the method's
+  for name in AAE_PHASES:
     schedule = common.learning_rate_schedule(c.optim[name], steps_per_epoch)
     rate = c.optim[name].learning_rate
     assert [float(schedule(s)) for s in (0, 5 * steps_per_epoch - 1, 5 * steps_per_epoch, c.train.num_steps)] \

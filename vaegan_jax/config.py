@@ -244,6 +244,11 @@ def tvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDic
   return c
 
 
+# The AAE's optimizers, one per phase (methods/aae.py: reconstruction by the encoder and decoder,
+# the discriminators, the encoder as their generator, the semi-supervised classifier phase).
+AAE_PHASES = ("encoder", "decoder", "discriminator", "generator", "classifier")
+
+
 def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) -> ml_collections.ConfigDict:
   """An adversarial autoencoder on MNIST as in Makhzani et al. 2015 (../shared/MODELS.md sec. 2):
   encoder, decoder and latent discriminator(s) each 2 x 1000 ReLU, a Bernoulli decoder, a code
@@ -266,7 +271,7 @@ def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) 
   c.loss.llike = "bernoulli"
   c.model.latent_dim = latent_dim
   c.model.mlp_hidden = (1000, 1000)
-  constant_adam(c, ("encoder", "decoder", "discriminator", "generator", "classifier"))
+  constant_adam(c, AAE_PHASES)
   for name in ("discriminator", "generator"):
     c.optim[name].adam_b1 = 0.5          # the GAN setting for both adversarial phases
     c.optim[name].learning_rate = 1e-3 if method == "semi_aae" else 1e-4
