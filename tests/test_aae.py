@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 from PIL import Image
-from scipy import stats
+from scipy import ndimage, stats
 
 from tests.conftest import load_config
 from vaegan_jax import evaluators, metrics, priors, trainer
@@ -426,12 +426,12 @@ def test_only_d_y_with_the_batch_mean_tells_single_class_batches_from_categorica
     assert final > 1.2, final   # log 4 = 1.386: it cannot beat chance
 
 
-def test_random_shifts_moves_each_image_by_its_own_offset_and_fills_with_black():
+def test_random_deformations_with_shifts_only_move_each_image_by_its_own_whole_pixel_offset():
   rng = np.random.default_rng(0)
   x = np.full((8, 12, 10, 1), -1.0, np.float32)
   x[:, 3:9, 3:7] = rng.uniform(-1, 1, (8, 6, 4, 1))   # content away from the border
   key = jax.random.key(3)
-  shifted = np.asarray(aae.random_shifts(key, jnp.asarray(x), 2))
+  shifted = np.asarray(aae.random_deformations(key, jnp.asarray(x), 2))
   offsets = np.asarray(jax.random.randint(key, (8, 2), 0, 5)) - 2   # the draws the function makes
   assert len({tuple(o) for o in offsets}) > 1
   for image, moved, (dy, dx) in zip(x, shifted, offsets):
@@ -440,4 +440,33 @@ def test_random_shifts_moves_each_image_by_its_own_offset_and_fills_with_black()
         image[max(0, dy):12 - max(0, -dy), max(0, dx):10 - max(0, -dx)]
     np.testing.assert_array_equal(moved, expected)
     np.testing.assert_allclose((moved + 1).sum(), (image + 1).sum(), rtol=1e-6)   # nothing cut off
-  np.testing.assert_array_equal(np.asarray(aae.random_shifts(key, jnp.asarray(x), 0)), x)
+  np.testing.assert_array_equal(np.asarray(aae.random_deformations(key, jnp.asarray(x), 0)), x)
+  # Rotation and scale draw per image too: the eight outputs differ from the input and each other.
+  turned = np.asarray(aae.random_deformations(key, jnp.asarray(x), 0, max_rotation=30.0, max_scale=0.2))
+  assert all(np.abs(t - image).max() > 0.1 for t, image in zip(turned, x))
+  assert len({t.tobytes() for t in turned}) == 8
+  c = load_config("semi_aae_mnist")
+  for field, bad in (("labelled_rotation", -5.0), ("labelled_scale", 1.0), ("labelled_shift", -1)):
+    c2 = load_config("semi_aae_mnist")
+    c2.aae[field] = bad
+    with pytest.raises(ValueError, match=f"aae.{field}"):
+      validate(c2)
+  validate(c)
+
+
+def test_warp_matches_scipy_affine_transform_and_turns_counter_clockwise(rng):
+  x = rng.uniform(-1, 1, (3, 12, 10, 2)).astype(np.float32)
+  offsets = rng.uniform(-2, 2, (3, 2)).astype(np.float32)
+  angles, scales = rng.uniform(-1, 1, 3).astype(np.float32), rng.uniform(0.7, 1.3, 3).astype(np.float32)
+  got = np.asarray(aae.warp(jnp.asarray(x), jnp.asarray(offsets), jnp.asarray(angles), jnp.asarray(scales)))
+  centre = np.array([5.5, 4.5])
+  for i in range(3):
+    matrix = np.array([[np.cos(angles[i]), np.sin(angles[i])], [-np.sin(angles[i]), np.cos(angles[i])]]) / scales[i]
+    for ch in range(2):   # output[v] = input[matrix v + offset], bilinear, -1 outside
+      want = ndimage.affine_transform(x[i, ..., ch].astype(np.float64), matrix, offset=centre + offsets[i] - matrix @ centre,
+                                      order=1, mode="grid-constant", cval=-1.0)
+      np.testing.assert_allclose(got[i, ..., ch], want, atol=1e-5)
+  corner = np.full((1, 5, 5, 1), -1.0, np.float32)
+  corner[0, 0, 4] = 1.0
+  quarter = aae.warp(jnp.asarray(corner), jnp.zeros((1, 2)), jnp.array([np.pi / 2], jnp.float32), jnp.ones(1))
+  np.testing.assert_allclose(np.asarray(quarter)[0, ..., 0], np.rot90(corner[0, ..., 0]), atol=1e-5)

@@ -113,6 +113,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.aae.init_std = 0.0         # > 0: every kernel ~ N(0, init_std^2), biases 0 (the paper: 0.01); 0: Flax's defaults
   c.aae.y_minibatch_mean = False  # semi_aae: D_y also sees its batch's mean y (minibatch statistics; else it collapses)
   c.aae.labelled_shift = 0     # semi_aae: translate each labelled image by up to this many pixels per axis (0 = none)
+  c.aae.labelled_rotation = 0.0  # semi_aae: ... and rotate it by up to this many degrees (0 = none)
+  c.aae.labelled_scale = 0.0   # semi_aae: ... and scale it by a factor in [1 - this, 1 + this] (0 = none)
 
   # ML-VAE (Bouchacourt et al. 2018): groups of group_size examples sharing group_by; each image
   # has a style latent, each group one content latent accumulated over its members.
@@ -533,6 +535,9 @@ def _validate_aae(config: ml_collections.ConfigDict) -> None:
   _check(0 <= a.init_std < 1, "aae.init_std", a.init_std, "must be in [0, 1) (0: Flax's default initialisation)")
   _check(isinstance(a.y_minibatch_mean, bool), "aae.y_minibatch_mean", a.y_minibatch_mean, "must be True or False")
   _check(a.labelled_shift >= 0, "aae.labelled_shift", a.labelled_shift, "must be >= 0 pixels (0: no translation)")
+  _check(0 <= a.labelled_rotation <= 180, "aae.labelled_rotation", a.labelled_rotation,
+         "must be in [0, 180] degrees (0: no rotation)")
+  _check(0 <= a.labelled_scale < 1, "aae.labelled_scale", a.labelled_scale, "must be in [0, 1) (0: no scaling)")
   _check(a.normal_class >= -1, "aae.normal_class", a.normal_class, "must be a class index, or -1 for all classes")
   for key in ("parzen_samples", "parzen_num_bandwidths"):
     _check(config.eval[key] > 0, f"eval.{key}", config.eval[key], "must be positive")
