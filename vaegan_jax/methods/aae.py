@@ -248,7 +248,7 @@ def warp(x: jax.Array, offsets: jax.Array, angles: jax.Array, scales: jax.Array)
 
   Args:
     x: f32[batch, h, w, c] images in [-1, 1].
-    offsets: f32[batch, 2] sampling offsets (row, column) in pixels.
+    offsets: f32 or i32[batch, 2] sampling offsets (row, column) in pixels.
     angles: f32[batch] rotations in radians; scales: f32[batch] magnifications (> 0).
 
   Returns:
@@ -273,8 +273,9 @@ def random_deformations(key: jax.Array, x: jax.Array, max_shift: int, max_rotati
   ``labelled_rotation``, ``labelled_scale``): each image translated, rotated and scaled by its own
   random draw (``warp``). Without it the cross-entropy on 100 labelled digits reaches 0 within a
   few hundred steps and the encoder learns them as exceptions (docs/models/aae.md, "The
-  semi-supervised gap"). Not in Makhzani et al. 2015; the classic MNIST augmentation (Simard et
-  al. 2003, "Best practices for convolutional neural networks", sec. 2, without its elastic part).
+  semi-supervised gap"). Not in Makhzani et al. 2015; the affine part of the classic MNIST
+  augmentation (Simard et al. 2003, "Best practices for convolutional neural networks applied to
+  visual document analysis", sec. 2; their elastic distortions are left out: no better here).
 
   Args:
     key: a typed PRNG key.
