@@ -426,8 +426,7 @@ def test_only_d_y_with_the_batch_mean_tells_single_class_batches_from_categorica
     assert final > 1.2, final   # log 4 = 1.386: it cannot beat chance
 
 
-def test_random_deformations_with_shifts_only_move_each_image_by_its_own_whole_pixel_offset():
-  rng = np.random.default_rng(0)
+def test_random_deformations_with_shifts_only_move_each_image_by_its_own_whole_pixel_offset(rng):
   x = np.full((8, 12, 10, 1), -1.0, np.float32)
   x[:, 3:9, 3:7] = rng.uniform(-1, 1, (8, 6, 4, 1))   # content away from the border
   key = jax.random.key(3)
@@ -445,13 +444,12 @@ def test_random_deformations_with_shifts_only_move_each_image_by_its_own_whole_p
   turned = np.asarray(aae.random_deformations(key, jnp.asarray(x), 0, max_rotation=30.0, max_scale=0.2))
   assert all(np.abs(t - image).max() > 0.1 for t, image in zip(turned, x))
   assert len({t.tobytes() for t in turned}) == 8
-  c = load_config("semi_aae_mnist")
+  validate(load_config("semi_aae_mnist"))
   for field, bad in (("labelled_rotation", -5.0), ("labelled_scale", 1.0), ("labelled_shift", -1)):
-    c2 = load_config("semi_aae_mnist")
-    c2.aae[field] = bad
+    c = load_config("semi_aae_mnist")
+    c.aae[field] = bad
     with pytest.raises(ValueError, match=f"aae.{field}"):
-      validate(c2)
-  validate(c)
+      validate(c)
 
 
 def test_warp_matches_scipy_affine_transform_and_turns_counter_clockwise(rng):
