@@ -102,6 +102,54 @@ def test_classification_loss_is_the_cross_entropy_of_q_y_given_x():
   assert float(terms["labelled_accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == batch["labelled_label"]))
 
 
+def test_consistency_loss_is_the_kl_from_the_fixed_undeformed_q_y_to_the_deformed_one():
+  _, models, _, state, batch = _setup("semi_aae")
+  p, x = state.params, _x(batch)
+  x_deformed = aae.random_deformations(jax.random.key(2), x, 2, 25.0, 0.2)
+  softmax = lambda v: np.exp(v - v.max(-1, keepdims=True)) / np.exp(v - v.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E731
+  q = softmax(np.asarray(models["encoder"].apply({"params": p["encoder"]}, x, train=False)[1], np.float64))
+  r = softmax(np.asarray(models["encoder"].apply({"params": p["encoder"]}, x_deformed, train=False)[1], np.float64))
+  got, terms = aae.consistency_loss(models, p, x, x_deformed)
+  np.testing.assert_allclose(float(got), np.mean(np.sum(q * np.log(q / r), -1)), rtol=1e-4)
+  assert float(terms["consistency"]) == float(got) > 0
+  assert float(aae.consistency_loss(models, p, x, x)[0]) == pytest.approx(0.0, abs=1e-6)
+  # The target is a constant: the gradient is that of the cross-entropy against fixed q,
+  # not of a KL that could also move q(y|x) towards the deformed prediction.
+  fixed = jnp.asarray(q, jnp.float32)
+
+  def against_fixed(e):
+    logits = models["encoder"].apply({"params": e}, x_deformed, train=False)[1]
+    return -jnp.mean(jnp.sum(fixed * jax.nn.log_softmax(logits), -1))
+
+  g = jax.grad(lambda e: aae.consistency_loss(models, {**p, "encoder": e}, x, x_deformed)[0])(p["encoder"])
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(jax.grad(against_fixed)(p["encoder"]))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=1e-6)
+  assert any(np.abs(np.asarray(leaf)).max() > 0 for leaf in jax.tree.leaves(g))
+
+
+def test_consistency_weight_ramps_up_as_laine_and_aila_and_enters_the_classification_phase():
+  steps = np.array([0, 250, 500, 999, 1000, 5000])
+  want = np.exp(-5.0 * (1.0 - np.minimum(steps / 1000, 1.0)) ** 2)
+  np.testing.assert_allclose([float(aae.consistency_rampup(jnp.asarray(s), 1000)) for s in steps], want, rtol=1e-6)
+  assert float(aae.consistency_rampup(jnp.asarray(0), 0)) == 1.0
+  c, models, optimizers, state, batch = _setup("semi_aae", consistency_weight=2.0, consistency_rampup_steps=1000)
+  _, m = jax.jit(aae.make_train_step(c, models, optimizers))(state, batch)
+  assert float(m["train/consistency_weight"]) == pytest.approx(2.0 * np.exp(-5.0))
+  assert float(m["train/consistency"]) > 0
+  # At weight 0 the term is neither computed nor logged.
+  c0, models0, optimizers0, state0, _ = _setup("semi_aae", consistency_weight=0.0)
+  assert "train/consistency" not in jax.jit(aae.make_train_step(c0, models0, optimizers0))(state0, batch)[1]
+  for fields, match in (({"consistency_weight": -1.0}, "aae.consistency_weight"),
+                        ({"consistency_rampup_steps": -1}, "aae.consistency_rampup_steps"),
+                        ({"consistency_weight": 1.0, "labelled_shift": 0, "labelled_rotation": 0.0,
+                          "labelled_scale": 0.0}, "no deformation")):
+    c = load_config("semi_aae_mnist")
+    for k, v in fields.items():
+      c.aae[k] = v
+    with pytest.raises(ValueError, match=match):
+      validate(c)
+
+
 # --- Which networks each phase moves -----------------------------------------------------------
 
 def _changed(a, b):

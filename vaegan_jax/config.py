@@ -115,6 +115,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.aae.labelled_shift = 0     # semi_aae: translate each labelled image by up to this many pixels per axis (0 = none)
   c.aae.labelled_rotation = 0.0  # semi_aae: ... and rotate it by up to this many degrees (0 = none)
   c.aae.labelled_scale = 0.0   # semi_aae: ... and scale it by a factor in [1 - this, 1 + this] (0 = none)
+  c.aae.consistency_weight = 0.0  # semi_aae: + this x KL(q(y|x) || q(y|deformed x)) on the unlabelled batch (0 = none)
+  c.aae.consistency_rampup_steps = 0  # semi_aae: the weight ramps up as exp(-5 (1 - step / this)^2) (0 = no ramp)
 
   # ML-VAE (Bouchacourt et al. 2018): groups of group_size examples sharing group_by; each image
   # has a style latent, each group one content latent accumulated over its members.
@@ -538,6 +540,12 @@ def _validate_aae(config: ml_collections.ConfigDict) -> None:
   _check(0 <= a.labelled_rotation <= 180, "aae.labelled_rotation", a.labelled_rotation,
          "must be in [0, 180] degrees (0: no rotation)")
   _check(0 <= a.labelled_scale < 1, "aae.labelled_scale", a.labelled_scale, "must be in [0, 1) (0: no scaling)")
+  _check(a.consistency_weight >= 0, "aae.consistency_weight", a.consistency_weight, "must be >= 0 (0: no consistency term)")
+  _check(a.consistency_rampup_steps >= 0, "aae.consistency_rampup_steps", a.consistency_rampup_steps,
+         "must be >= 0 steps (0: the full weight from step 0)")
+  if a.consistency_weight and not (a.labelled_shift or a.labelled_rotation or a.labelled_scale):
+    raise ValueError("config.aae.consistency_weight > 0 compares q(y|x) with q(y|deformed x), but no deformation is "
+                     "set: set aae.labelled_shift, labelled_rotation or labelled_scale, or consistency_weight=0")
   _check(a.normal_class >= -1, "aae.normal_class", a.normal_class, "must be a class index, or -1 for all classes")
   for key in ("parzen_samples", "parzen_num_bandwidths"):
     _check(config.eval[key] > 0, f"eval.{key}", config.eval[key], "must be positive")

@@ -238,6 +238,42 @@ def classification_loss(models, params: Params, x: jax.Array, labels: jax.Array,
   return ce, {"classification": ce, "labelled_accuracy": accuracy}
 
 
+def consistency_loss(models, params: Params, x: jax.Array, x_deformed: jax.Array,
+                     dropout_key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Consistency of q(y|x) on unlabelled digits: mean KL(q(y|x) || q(y|x_deformed)) in nats (>= 0).
+
+  The target q(y|x) comes from the undeformed x through the deterministic encoder and is held
+  fixed (no gradient); the prediction from a deformed copy, with dropout when ``dropout_key`` is
+  given. The unsupervised data augmentation objective (Xie et al. 2020, "Unsupervised data
+  augmentation for consistency training", eq. 1 and sec. 3.1's stop-gradient target); not in
+  Makhzani et al. 2015, where only D_y and the labelled cross-entropy shape q(y|x).
+
+  Args:
+    x: f32[batch, h, w, c] unlabelled images in [-1, 1]; x_deformed: the same images deformed
+      (``random_deformations``), same shape.
+    dropout_key: a typed PRNG key for the encoder's dropout on ``x_deformed``, or None.
+
+  Returns:
+    (kl, {"consistency": kl}): f32 scalar, the batch mean over examples, summed over classes.
+  """
+  _, _, target_logits = encoder_outputs(models, params, x)
+  target_log_p = jax.nn.log_softmax(jax.lax.stop_gradient(target_logits))
+  _, _, logits = encoder_outputs(models, params, x_deformed, dropout_key)
+  kl = jnp.mean(jnp.sum(jnp.exp(target_log_p) * (target_log_p - jax.nn.log_softmax(logits)), axis=-1))
+  return kl, {"consistency": kl}
+
+
+def consistency_rampup(step: jax.Array, rampup_steps: int) -> jax.Array:
+  """The consistency weight's ramp: exp(-5 (1 - t)^2) with t = min(step / rampup_steps, 1),
+  from exp(-5) = 0.0067 at step 0 to 1 at ``rampup_steps`` and after (Laine & Aila 2017,
+  "Temporal ensembling for semi-supervised learning", sec. 3.1 and appendix A); 1 throughout
+  when ``rampup_steps`` is 0. step: i32 or f32 scalar (the train step); returns f32 in (0, 1]."""
+  if rampup_steps == 0:
+    return jnp.ones((), jnp.float32)
+  t = jnp.clip(jnp.asarray(step, jnp.float32) / rampup_steps, 0.0, 1.0)
+  return jnp.exp(-5.0 * (1.0 - t) ** 2)
+
+
 def warp(x: jax.Array, offsets: jax.Array, angles: jax.Array, scales: jax.Array) -> jax.Array:
   """Resamples each image under its own similarity transform about the image centre.
 
@@ -352,8 +388,20 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
       a = config.aae
       if a.labelled_shift or a.labelled_rotation or a.labelled_scale:
         xl = random_deformations(jax.random.fold_in(key, 2), xl, a.labelled_shift, a.labelled_rotation, a.labelled_scale)
-      run(lambda p: classification_loss(models, p, xl, batch["labelled_label"].astype(jnp.int32), drop[3]),
-          ("classifier",))
+      yl = batch["labelled_label"].astype(jnp.int32)
+      if a.consistency_weight:
+        # The unlabelled batch deformed as the labelled digits are; its q(y|x) held to the undeformed one's.
+        xu = random_deformations(jax.random.fold_in(key, 3), x, a.labelled_shift, a.labelled_rotation, a.labelled_scale)
+        weight = a.consistency_weight * consistency_rampup(state.step, a.consistency_rampup_steps)
+        drop_u = None if drop[3] is None else jax.random.fold_in(drop[3], 1)
+
+        def labelled_loss(p):
+          ce, ce_terms = classification_loss(models, p, xl, yl, drop[3])
+          kl, kl_terms = consistency_loss(models, p, x, xu, drop_u)
+          return ce + weight * kl, {**ce_terms, **kl_terms, "consistency_weight": weight}
+      else:
+        labelled_loss = lambda p: classification_loss(models, p, xl, yl, drop[3])  # noqa: E731
+      run(labelled_loss, ("classifier",))
     new_state, health = common.commit(state, common.all_finite(checked), params, opt_state, state.batch_stats)
     metrics = {f"train/{k}": v for k, v in terms.items()}
     metrics.update(health)
