@@ -15,6 +15,8 @@ regularisation, D   BCE(D_z(z_p), 1) + BCE(D_z(Enc(x)), 0) (+ the same    discri
 regularisation, G   BCE(D_z(Enc(x)), 1) (+ BCE(D_y(q(y|x)), 1))            encoder (generator)
 classification      cross-entropy of q(y|x_l) on the labelled subset       encoder (classifier)
                     (each x_l moved, rotated and scaled: ``aae.labelled_*``)
+                    + w(step) KL(q(y|x) || q(y|x deformed)) on the
+                    unlabelled batch (``aae.consistency_weight``)
 ==================  =====================================================  ===========================
 
 ``semi_aae`` is the semi-supervised AAE (paper sec. 5): the encoder also has a categorical
@@ -358,8 +360,9 @@ def make_train_step(config: ml_collections.ConfigDict, models: dict[str, nn.Modu
   ``"labelled_image"`` and ``"labelled_label"`` (see ``data.labelled.aae_dataset``; the labelled
   images are deformed in the step by ``random_deformations``, keyed by the step). Metrics
   under ``train/``: ``reconstruction``, the discriminator and generator terms, for semi_aae
-  ``classification`` and ``labelled_accuracy``, the non-finite counters, each optimizer's
-  learning rate.
+  ``classification`` and ``labelled_accuracy`` (and with ``aae.consistency_weight`` the
+  ``consistency`` KL and its ramped ``consistency_weight``), the non-finite counters, each
+  optimizer's learning rate.
   """
   semi = config.method == "semi_aae"
 
