@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 from PIL import Image
-from scipy import ndimage, stats
+from scipy import ndimage, special, stats
 
 from tests.conftest import load_config
 from vaegan_jax import evaluators, metrics, priors, trainer
@@ -106,9 +106,8 @@ def test_consistency_loss_is_the_kl_from_the_fixed_undeformed_q_y_to_the_deforme
   _, models, _, state, batch = _setup("semi_aae")
   p, x = state.params, _x(batch)
   x_deformed = aae.random_deformations(jax.random.key(2), x, 2, 25.0, 0.2)
-  softmax = lambda v: np.exp(v - v.max(-1, keepdims=True)) / np.exp(v - v.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E731
-  q = softmax(np.asarray(models["encoder"].apply({"params": p["encoder"]}, x, train=False)[1], np.float64))
-  r = softmax(np.asarray(models["encoder"].apply({"params": p["encoder"]}, x_deformed, train=False)[1], np.float64))
+  q = special.softmax(np.asarray(models["encoder"].apply({"params": p["encoder"]}, x, train=False)[1], np.float64), -1)
+  r = special.softmax(np.asarray(models["encoder"].apply({"params": p["encoder"]}, x_deformed, train=False)[1], np.float64), -1)
   got, terms = aae.consistency_loss(models, p, x, x_deformed)
   np.testing.assert_allclose(float(got), np.mean(np.sum(q * np.log(q / r), -1)), rtol=1e-4)
   assert float(terms["consistency"]) == float(got) > 0
