@@ -5,6 +5,7 @@
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution \\
       python benchmarks/step_time.py --repo /tmp/before                   # with an XLA flag
   python benchmarks/step_time.py                                          # this checkout
+  python benchmarks/step_time.py --set model.encoder_features=32,64,128   # a config value changed
 
 Uses only what every version of the package has (methods.get, build_models, make_optimizers,
 create_train_state, make_train_step), jits the step as plain ``jax.jit`` with donation (plus
@@ -16,6 +17,7 @@ another, alternating, and compare ratios: the machine's load changes from minute
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import importlib.util
 import os
@@ -32,6 +34,9 @@ def main() -> None:
   parser.add_argument("--config", default="vaegan_celeba")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--steps", type=int, default=6)
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config value, as --config.KEY=VALUE of train.py (repeatable): e.g. "
+                           "model.latent_dim=64, model.encoder_features=32,64,128")
   args = parser.parse_args()
   sys.path.insert(0, os.path.abspath(args.repo))
   import jax  # pylint: disable=import-outside-toplevel
@@ -43,6 +48,13 @@ def main() -> None:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
+  for item in args.set:
+    key, _, value = item.partition("=")
+    *path, leaf = key.split(".")
+    node = functools.reduce(getattr, path, config)
+    old = getattr(node, leaf)
+    parsed = ast.literal_eval(value if not isinstance(old, tuple) or value.startswith("(") else f"({value},)")
+    setattr(node, leaf, parsed)
   shape = (64, 64, 3) if config.data.name == "celeba64" else (28, 28, 1)
   method = methods.get(config.method)
   models = method.build_models(config, shape)
@@ -64,7 +76,8 @@ def main() -> None:
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - start)
   seconds = statistics.median(times)
-  print(f"{args.repo} {args.config} batch {args.batch} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} "
+  changed = " ".join(args.set)
+  print(f"{args.repo} {args.config} {changed} batch {args.batch} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} "
         f"options={options}: {seconds:.3f} s/step, {args.batch / seconds:.2f} images/s")
 
 

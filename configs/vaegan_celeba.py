@@ -1,8 +1,8 @@
 """VAE/GAN at 64x64 on the CelebA subset (200 identities x 30), the paper's networks.
 
 Needs the npz: --config.data.manual_dir=/path/to/celeba or VAEGAN_DATA_DIR=../shared/data.
-Original settings: latent 128, batch 64, RMSProp 3e-4 decayed 0.75 per epoch, equilibrium
-0.68 / margin 0.35. 71 steps make an epoch of the 4560 training faces.
+Original settings: latent 128, batch 64, RMSProp 3e-4 annealed over 37,500 steps, equilibrium
+0.68 / margin 0.35 (config.celeba64). `:cpu` (config.celeba64_cpu): quarter width, 3,550 steps.
 """
 
 from vaegan_jax.config import apply_arg, base_config, celeba64

@@ -16,6 +16,7 @@ METHODS = ("vaegan", "vae", "gan", "tvae", "aae", "semi_aae", "mlvae", "ccvae")
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "celeba64")
 LLIKES = ("dis_l", "pixel", "bernoulli", "laplace")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+SCHEDULES = ("exponential", "power")
 PRIORS = ("gaussian", "mixture")
 MLVAE_NETWORKS = ("mlp", "conv")
 GROUP_FEATURES = ("label", "identity")
@@ -35,13 +36,19 @@ DTYPES = ("float32", "bfloat16")
 
 
 def _optimizer() -> ml_collections.ConfigDict:
-  # RMSProp 3e-4 decayed by 0.75 per epoch down to 1e-5, weight decay 1e-5 (original code).
+  # schedule "exponential": the rate times `decay_per_epoch` at each epoch, floored at
+  # `min_learning_rate`; "power": Larsen et al.'s code (deeppy's GammaAnnealer), from
+  # `learning_rate` at epoch 0 down towards `min_learning_rate` at the end of the run as
+  # (epoch / epochs of the run) ** `decay_power`. An epoch is `decay_epoch_images` images seen
+  # (0: one pass over the training split); the original's was 250 batches of 64 (16,000 images).
+  # Defaults: RMSProp 3e-4, x0.75 per pass down to 1e-5, weight decay 1e-5.
   # Also: "adam" (adam_b1), "sgd" with `momentum` (Makhzani et al.'s AAE), and step drops: the
-  # rate is multiplied by `step_decay` at each epoch of `step_decay_epochs` (the AAE's schedule).
+  # rate is multiplied by `step_decay` at each epoch of `step_decay_epochs` (the AAE's schedule;
+  # these epochs are passes over the training split).
   return ml_collections.ConfigDict(dict(
-      optimizer="rmsprop", learning_rate=3e-4, decay_per_epoch=0.75, min_learning_rate=1e-5,
-      rmsprop_decay=0.9, adam_b1=0.9, momentum=0.9, eps=1e-8, weight_decay=1e-5,
-      step_decay_epochs=(), step_decay=0.1))
+      optimizer="rmsprop", learning_rate=3e-4, schedule="exponential", decay_per_epoch=0.75, decay_power=0.75,
+      decay_epoch_images=0, min_learning_rate=1e-5, rmsprop_decay=0.9, adam_b1=0.9, momentum=0.9, eps=1e-8,
+      weight_decay=1e-5, step_decay_epochs=(), step_decay=0.1))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -204,12 +211,44 @@ def small_networks(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def celeba64(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The CelebA-subset run shared by VAE/GAN and its baselines: the paper's 64x64 networks
-  (the defaults), 150 epochs of 71 batches of 64, images and checkpoints every 100 steps."""
+  (the defaults) on the schedule of Larsen et al.'s code: 150 of its epochs of 250 batches of
+  64 (37,500 steps, 16,000 images an epoch; 526 passes over the 4,560 training faces), RMSProp
+  3e-4 annealed as (epoch / 150) ** 0.75 towards 1e-5 / 64 (``learning_rate_schedule``);
+  images and checkpoints every 500 steps."""
   c.data.name = "celeba64"
-  c.train.num_steps = 71 * 150
+  c.train.num_steps = 250 * 150
+  c.train.log_every = 50
+  c.train.image_every = 500
+  c.checkpoint.every_steps = 500
+  for name in ("encoder", "decoder", "discriminator"):
+    o = c.optim[name]
+    o.schedule = "power"
+    o.decay_epoch_images = 250 * 64
+    o.decay_power = 0.75
+    o.min_learning_rate = 1e-5 / 64   # the code's lr_stop, divided by the batch as its lr_start is
+  return c
+
+
+def celeba64_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``configs/{vaegan,vae,gan}_celeba.py:cpu``: the same networks at a quarter of the paper's
+  width (encoder 16-32-64 + dense 256, decoder 64-32-8, discriminator 8-32-64-64 + dense 128;
+  latent 128, f32) for 3,550 steps of 64 (50 passes over the 4,560 faces, 14.2 of the code's
+  epochs, the learning rate annealed over them): about 100 minutes of VAE/GAN on 2 CPU cores.
+
+  Measured on 2 cores (2026-12-06, ``benchmarks/step_time.py``, batch 64, two rounds, images/s):
+  VAE/GAN full width 6.4 / 6.2, half 18.6 / 20.2, 3/8 25.8 / 28.9, quarter 43.4 / 41.0; at a
+  quarter, bf16 46.9 / 42.5 against f32 45.9 / 41.2 (no gain, so f32), latent 64 47.3 / 43.7
+  (no gain, so the paper's 128); VAE 155.7 / 138.5, GAN 94.4 / 83.7.
+  """
+  c.model.encoder_features = (16, 32, 64)
+  c.model.encoder_dense = 256
+  c.model.decoder_features = (64, 32, 8)
+  c.model.discriminator_features = (8, 32, 64, 64)
+  c.model.discriminator_dense = 128
+  c.train.num_steps = 71 * 50
   c.train.log_every = 10
-  c.train.image_every = 100
-  c.checkpoint.every_steps = 100
+  c.train.image_every = 355
+  c.checkpoint.every_steps = 142
   return c
 
 
@@ -435,11 +474,22 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def apply_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
-  """Applies the ``:arg`` of ``--config configs/x.py:arg``: '' (as is) or 'smoke'."""
+  """Applies the ``:arg`` of ``--config configs/x.py:arg``: '' (as is), 'smoke', or 'cpu'
+  (``celeba64_cpu``: the CelebA configs of VAE/GAN, VAE and GAN sized for 2 CPU cores).
+
+  Raises:
+    ValueError: an unknown argument, or 'cpu' for a config that has no CPU variant.
+  """
   if arg == "smoke":
     return smoke(c)
+  if arg == "cpu":
+    if c.data.name != "celeba64" or c.method not in ("vaegan", "vae", "gan"):
+      raise ValueError(f"the :cpu variant exists for configs/{{vaegan,vae,gan}}_celeba.py only, not for method "
+                       f"{c.method!r} on {c.data.name!r}; drop ':cpu' (the MNIST configs already fit a CPU)")
+    return celeba64_cpu(c)
   if arg:
-    raise ValueError(f"unknown config argument {arg!r}; use configs/<file>.py or configs/<file>.py:smoke")
+    raise ValueError(f"unknown config argument {arg!r}; use configs/<file>.py, configs/<file>.py:smoke or, for "
+                     "the VAE/GAN, VAE and GAN CelebA configs, configs/<file>.py:cpu")
   return c
 
 
@@ -509,6 +559,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     epochs = tuple(o.step_decay_epochs)
     _check(all(isinstance(e, int) and e > 0 for e in epochs) and list(epochs) == sorted(set(epochs)),
            f"optim.{name}.step_decay_epochs", epochs, "must list increasing positive epoch numbers")
+    _check_choice(o.schedule, SCHEDULES, f"optim.{name}.schedule")
+    _check(o.decay_power > 0, f"optim.{name}.decay_power", o.decay_power, "must be positive")
+    _check(o.decay_epoch_images >= 0, f"optim.{name}.decay_epoch_images", o.decay_epoch_images,
+           "must be a number of images >= 0 (0: one pass over the training split)")
+    if o.schedule == "power":
+      _check(o.min_learning_rate <= o.learning_rate, f"optim.{name}.min_learning_rate", o.min_learning_rate,
+             f"must be at most optim.{name}.learning_rate={o.learning_rate} (the power schedule decays to it)")
     for key in ("min_learning_rate", "weight_decay"):
       _check(o[key] >= 0, f"optim.{name}.{key}", o[key], "must be >= 0")
   for key, value in positive.items():

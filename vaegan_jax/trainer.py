@@ -82,7 +82,9 @@ def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
   steps_per_epoch = max(1, info.num_train // config.train.batch_size)
   models = method.build_models(config, info.image_shape)
   optimizers = method.make_optimizers(config, steps_per_epoch)  # keyed by their config.optim section
-  schedules = {name: method.learning_rate_schedule(config.optim[name], steps_per_epoch) for name in optimizers}
+  schedules = {name: method.learning_rate_schedule(config.optim[name], steps_per_epoch, config.train.batch_size,
+                                                   config.train.num_steps)
+               for name in optimizers}
   return Run(config, method, info, mesh, models, optimizers, schedules, steps_per_epoch)
 
 

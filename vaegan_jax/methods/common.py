@@ -45,18 +45,61 @@ class TrainState(flax.struct.PyTreeNode):
   nonfinite_streak: jax.Array
 
 
-def learning_rate_schedule(optim: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """lr * decay_per_epoch ** epoch (staircase), floored at min_learning_rate (Larsen et al.'s
-  code), times ``step_decay`` at each epoch of ``step_decay_epochs`` (Makhzani et al.'s drops).
+def learning_rate_schedule(optim: ml_collections.ConfigDict, steps_per_epoch: int,
+                           batch_size: int | None = None, num_steps: int | None = None) -> optax.Schedule:
+  """The learning rate of one optimizer: ``schedule(count)`` gives f32[] for a step count (i32[]).
 
-  With ``decay_per_epoch == 1`` the rate is constant and ``min_learning_rate`` is unused:
-  optax treats ``end_value`` as an *upper* bound when the rate does not decay, which would
-  clip the rate to the floor.
+  The rate is constant within an epoch (staircase). An epoch is ``steps_per_epoch`` steps (one
+  pass over the training split) when ``optim.decay_epoch_images`` is 0; otherwise it is that
+  many images seen, so step ``count`` is in epoch ``floor(count * batch_size / decay_epoch_images)``.
+  With ``lr = optim.learning_rate``, ``lr_min = optim.min_learning_rate`` and epoch ``e``:
+
+  * ``schedule="exponential"``: ``max(lr * decay_per_epoch ** e, lr_min)``. With
+    ``decay_per_epoch == 1`` the rate is constant and ``lr_min`` is unused (optax treats
+    ``end_value`` as an *upper* bound when the rate does not decay).
+  * ``schedule="power"``: ``lr - (e / E) ** decay_power * (lr - lr_min)`` with ``E`` the
+    epochs of the whole run (``num_steps`` steps). This is Larsen et al.'s code
+    (andersbll/autoencoding_beyond_pixels ``aegan.train``: deeppy's ``GammaAnnealer(0.02,
+    1e-5, 150, gamma=0.75)`` divided by the batch of 64, i.e. 3.1e-4 down to 1.6e-7 over 150
+    epochs of 250 batches), not a decay by 0.75 per epoch. Its epoch was 16,000 images, so a
+    run of any dataset size that sets ``decay_epoch_images=16_000`` follows it per image.
+
+  Either is then multiplied by ``step_decay`` at each epoch of ``step_decay_epochs`` (Makhzani
+  et al.'s drops; these epochs are always passes over the training split).
+
+  Args:
+    optim: a ``config.optim.<network>`` section.
+    steps_per_epoch: train steps per pass over the training split.
+    batch_size: images per step (``config.train.batch_size``); needed when
+      ``optim.decay_epoch_images`` > 0.
+    num_steps: steps of the whole run (``config.train.num_steps``); needed by "power".
+
+  Raises:
+    ValueError: a value the schedule needs was not passed.
   """
-  decays = optim.decay_per_epoch < 1.0
-  per_epoch = optax.exponential_decay(
-      init_value=optim.learning_rate, transition_steps=max(1, steps_per_epoch),
-      decay_rate=optim.decay_per_epoch, staircase=True, end_value=optim.min_learning_rate if decays else None)
+  decays = optim.decay_per_epoch < 1.0 or optim.schedule == "power"
+  images = optim.decay_epoch_images
+  if images and not batch_size:
+    raise ValueError("optim.decay_epoch_images counts images: pass the batch size (config.train.batch_size)")
+  if optim.schedule == "power" and not num_steps:
+    raise ValueError("optim.schedule='power' decays over the whole run: pass its steps (config.train.num_steps)")
+  if images:
+    epoch_of = lambda count: (jnp.asarray(count, jnp.int32) * batch_size) // images  # exact in int32
+    run_epochs = (num_steps or 0) * batch_size / images
+  else:
+    epoch_of = lambda count: jnp.asarray(count, jnp.int32) // max(1, steps_per_epoch)
+    run_epochs = (num_steps or 0) / max(1, steps_per_epoch)
+  lr, lr_min = optim.learning_rate, optim.min_learning_rate
+  if optim.schedule == "power":
+    def per_epoch(count):
+      progress = epoch_of(count).astype(jnp.float32) / run_epochs
+      return jnp.float32(lr) - progress ** optim.decay_power * jnp.float32(lr - lr_min)
+  else:
+    # The epoch counted here and handed to optax (one transition per epoch): per pass over the
+    # split this is exactly the schedule of every run saved before decay_epoch_images existed.
+    by_epoch = optax.exponential_decay(init_value=lr, transition_steps=1, decay_rate=optim.decay_per_epoch,
+                                       staircase=True, end_value=lr_min if decays else None)
+    per_epoch = lambda count: by_epoch(epoch_of(count))
   drops = tuple(optim.step_decay_epochs)
   if not drops:
     return per_epoch
@@ -73,7 +116,8 @@ def make_optimizers(config: ml_collections.ConfigDict, networks: Sequence[str],
       "rmsprop", as in Larsen et al.'s code, "adam", as in Kingma & Welling's VAE and TVAE, or
       "sgd" with ``momentum``, as in Makhzani et al.'s AAE).
     networks: the names of the method's networks.
-    steps_per_epoch: train steps per pass over the training split (for the per-epoch decay).
+    steps_per_epoch: train steps per pass over the training split (the schedule's epoch,
+      unless ``config.optim.<network>.decay_epoch_images`` sets it in images).
 
   Returns:
     {network name: optax transformation}.
@@ -81,7 +125,7 @@ def make_optimizers(config: ml_collections.ConfigDict, networks: Sequence[str],
   txs = {}
   for name in networks:
     o = config.optim[name]
-    schedule = learning_rate_schedule(o, steps_per_epoch)
+    schedule = learning_rate_schedule(o, steps_per_epoch, config.train.batch_size, config.train.num_steps)
     if o.optimizer == "adam":
       update = optax.adam(schedule, b1=o.adam_b1, eps=o.eps)
     elif o.optimizer == "sgd":
