@@ -267,8 +267,7 @@ def constant_adam(c: ml_collections.ConfigDict, optimizers: tuple[str, ...], lea
 
 def tvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
   """The TVAE run of Ishfaq et al. 2018 on ``dataset`` (mnist, fashion_mnist): the 784-400-20
-  Bernoulli VAE, Adam 1e-3, batch 128 triplets, margin 0.2, 0.001 * ||mu|| (../shared/MODELS.md
-  sec. 5), 20 epochs of anchors."""
+  Bernoulli VAE, Adam 1e-3, batch 128 triplets, margin 0.2, 0.001 * ||mu||, 20 epochs of anchors."""
   c.method = "tvae"
   c.data.name = dataset
   c.loss.llike = "bernoulli"
@@ -293,7 +292,7 @@ AAE_PHASES = ("encoder", "decoder", "discriminator", "generator", "classifier")
 
 
 def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) -> ml_collections.ConfigDict:
-  """An adversarial autoencoder on MNIST as in Makhzani et al. 2015 (../shared/MODELS.md sec. 2):
+  """An adversarial autoencoder on MNIST as in Makhzani et al. 2015:
   encoder, decoder and latent discriminator(s) each 2 x 1000 ReLU, a Bernoulli decoder, a code
   of ``latent_dim`` (8 for likelihood, 2 for figures, 10 as the semi-supervised style), batch 100.
 
@@ -327,7 +326,7 @@ def aae(c: ml_collections.ConfigDict, method: str = "aae", latent_dim: int = 8) 
 
 
 def mlvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
-  """ML-VAE (Bouchacourt et al. 2018; ../shared/MODELS.md sec. 3) on ``dataset``.
+  """ML-VAE (Bouchacourt et al. 2018) on ``dataset``.
 
   mnist: groups of 32 digits of one class, the public port's MLP (one hidden layer of 500;
   ReLU rather than its tanh, as every MLP of this project), style 10, content 10, the port's
@@ -381,7 +380,7 @@ def mlvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDi
 
 
 def ccvae(c: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
-  """CCVAE (Joy et al. 2021; ../shared/MODELS.md sec. 4) on ``dataset``, fully supervised; set
+  """CCVAE (Joy et al. 2021) on ``dataset``, fully supervised; set
   ``--config.ccvae.supervision_rate`` to 0.004, 0.06 or 0.2 for the paper's other rates.
 
   celeba64: the official code's 18 labels, z of 45 (18 characteristic + 27), its 64x64

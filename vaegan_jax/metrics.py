@@ -289,9 +289,8 @@ def linear_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray, 
                           test_labels: np.ndarray, seed: int = 0) -> float:
   """Test accuracy of a multinomial logistic regression fitted on standardised train features.
 
-  ML-VAE's disentanglement measure (Bouchacourt et al. 2018, sec. 5; ../shared/MODELS.md
-  sec. 3): a classifier reading the group label (the digit) from the content latent should
-  score high, from the style latent near chance. scikit-learn's ``LogisticRegression``
+  ML-VAE's disentanglement measure (Bouchacourt et al. 2018, sec. 5): a classifier reading
+  the group label (the digit) from the content latent should score high, from the style latent near chance. scikit-learn's ``LogisticRegression``
   (lbfgs, L2, C = 1), features standardised with the train split's mean and std.
 
   Args:
@@ -313,7 +312,7 @@ def mlp_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray, tes
                        test_labels: np.ndarray, seed: int = 0, hidden: tuple[int, ...] = (256, 256)) -> float:
   """Test accuracy of a multi-layer perceptron fitted on standardised train features.
 
-  The classifier of the public ML-VAE port's evaluation (../shared/MODELS.md sec. 3: z -> 256
+  The classifier of the public ML-VAE port's evaluation (z -> 256
   -> 256 -> classes; ours is scikit-learn's ``MLPClassifier``, ReLU, Adam, early stopping on
   10% of the train features, in place of its BatchNorm and leaky ReLU). Unlike the linear probe
   it also reads a label that is present in a latent but not linearly.

@@ -66,7 +66,7 @@ def evaluate(ctx: EvalContext) -> dict:
     ``probe/content_accuracy_grouped``: the same content classifier on the content accumulated
     over each test image's group. Only when the test groups occur in train (MNIST's digits).
   * ``probe/style_accuracy_sampled``, ``probe/content_accuracy_grouped_sampled``: the public
-    port's protocol (../shared/MODELS.md sec. 3, its 42% and 99.7%): a two-layer MLP
+    port's protocol (its README's 42% and 99.7%): a two-layer MLP
     (``metrics.mlp_probe_accuracy``) reads the label from one posterior sample per image, style
     s ~ q(s|x) and content c ~ q(c_G|X_G) drawn once per group of ``group_size`` (train and test).
   * ``matching/content_accuracy_k{1,2,5,10}`` and ``matching/style_accuracy_k...``: per test

@@ -10,7 +10,7 @@ minimised is the negative group ELBO (paper eq. 6) per image:
   mean over groups of (1/K) [ sum_i -log p(x_i|s_i, c_G) + sum_i KL(q(s_i|x_i) || N(0, I))
                               + KL(q(c_G|X_G) || N(0, I)) ]
 
-with the content KL counted once per group (../shared/MODELS.md sec. 3). Batches hold
+with the content KL counted once per group. Batches hold
 whole groups, ``u8[groups, K, h, w, c]``, and the mesh shards the group axis, so a group's
 accumulation never crosses devices; the result equals the one-device step (tested on 8).
 

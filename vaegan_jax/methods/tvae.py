@@ -8,7 +8,7 @@ Kingma & Welling (``models.mlp``); the loss is
   + triplet_weight * mean_t max(0, ||mu_a - mu_p||^2 - ||mu_a - mu_n||^2 + margin)
   + mu_norm_weight * mean_i ||mu_i||
 
-(../shared/MODELS.md sec. 5; a public script uses 0.01 * summed ELBO + triplet + 0.001 * ||mu||
+(Ishfaq et al. 2018; a public script uses 0.01 * summed ELBO + triplet + 0.001 * ||mu||
 with Adam 1e-3, batch 128, margin 0.2). ``loss.triplet_weight = 0`` is the plain VAE of the
 same architecture, trained on the same batches. The encoder and decoder trees get their own
 optax optimizers from one backward pass; non-finite steps are skipped as in every method.

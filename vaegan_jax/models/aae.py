@@ -2,7 +2,7 @@
 
 Encoder, decoder and latent discriminator are each ``hidden`` ReLU layers (2 x 1000 in the
 paper). There is no BatchNorm anywhere: users of the public ports report that BatchNorm in
-the latent discriminator breaks training (../shared/MODELS.md sec. 2). The decoder is
+the latent discriminator breaks training. The decoder is
 ``mlp.MLPDecoder`` (Bernoulli logits), fed the code z, or [y, z] in the semi-supervised AAE.
 """
 

@@ -1,6 +1,6 @@
 """The networks of the CCVAE (Joy, Schmon, Torr, Siddharth, Rainforth, ICLR 2021).
 
-From the official code (../shared/MODELS.md sec. 4):
+From the official code:
 
 * ``ConvEncoder``: 64x64 images -> four 4x4 stride-2 convolutions (32, 32, 64, 128) and a 4x4
   valid one (256) to 1x1, ReLU, one dense layer to (mu, log variance) of q(z|x); the scale is

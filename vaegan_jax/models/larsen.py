@@ -1,7 +1,7 @@
 """The encoder, decoder and discriminator of Larsen et al. 2016, for any image size.
 
-Architecture from the original code (``architectures.img64x64``), as summarised in
-../shared/MODELS.md section 1. At 64x64x3 with the default widths the networks are exactly
+Architecture from the original code (``architectures.img64x64`` of
+andersbll/autoencoding_beyond_pixels). At 64x64x3 with the default widths the networks are exactly
 the paper's; for other sizes (28x28x1 MNIST) the same structure is used: stride-2
 convolutions padded by 2 round odd sizes up (28 -> 14 -> 7 -> 4), and the decoder starts at
 ``ceil(H / 8) x ceil(W / 8)`` and centre-crops its output to ``H x W``. Padding follows the
