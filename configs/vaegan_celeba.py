@@ -2,7 +2,7 @@
 
 Needs the npz: --config.data.manual_dir=/path/to/celeba or VAEGAN_DATA_DIR=../shared/data.
 Original settings: latent 128, batch 64, RMSProp 3e-4 annealed over 37,500 steps, equilibrium
-0.68 / margin 0.35 (config.celeba64). `:cpu` (config.celeba64_cpu): quarter width, 3,550 steps.
+0.68 / margin 0.35 (config.celeba64). `:cpu` (config.celeba64_cpu): half width, 1,775 steps.
 """
 
 from vaegan_jax.config import apply_arg, base_config, celeba64

@@ -42,12 +42,12 @@ def test_power_schedule_is_the_original_codes_annealer_per_16000_images():
 def test_celeba_cpu_variant_anneals_over_its_own_steps(name):
   c = load_config(name, "cpu")
   validate(c)
-  assert c.train.num_steps == 3550 and tuple(c.model.encoder_features) == (16, 32, 64)
-  run_epochs = 3550 * 64 / 16_000   # 14.2 of the code's epochs
+  assert c.train.num_steps == 1775 and tuple(c.model.encoder_features) == (32, 64, 128)
+  run_epochs = 1775 * 64 / 16_000   # 7.1 of the code's epochs
   for network in ("encoder", "decoder", "discriminator"):
     o = c.optim[network]
     schedule = common.learning_rate_schedule(o, 71, c.train.batch_size, c.train.num_steps)
-    steps = np.arange(0, 3550, 5)
+    steps = np.arange(0, 1775, 5)
     rates = _rates(schedule, steps)
     epochs = steps * 64 // 16_000
     want = 3e-4 - (epochs / run_epochs) ** 0.75 * (3e-4 - 1e-5 / 64)

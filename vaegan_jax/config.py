@@ -230,22 +230,25 @@ def celeba64(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def celeba64_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``configs/{vaegan,vae,gan}_celeba.py:cpu``: the same networks at a quarter of the paper's
-  width (encoder 16-32-64 + dense 256, decoder 64-32-8, discriminator 8-32-64-64 + dense 128;
-  latent 128, f32) for 3,550 steps of 64 (50 passes over the 4,560 faces, 14.2 of the code's
+  """``configs/{vaegan,vae,gan}_celeba.py:cpu``: the same networks at half the paper's width
+  (encoder 32-64-128 + dense 512, decoder 128-64-16, discriminator 16-64-128-128 + dense 256;
+  latent 128, f32) for 1,775 steps of 64 (25 passes over the 4,560 faces, 7.1 of the code's
   epochs, the learning rate annealed over them): about 100 minutes of VAE/GAN on 2 CPU cores.
 
   Measured on 2 cores (2026-12-06, ``benchmarks/step_time.py``, batch 64, two rounds, images/s):
   VAE/GAN full width 6.4 / 6.2, half 18.6 / 20.2, 3/8 25.8 / 28.9, quarter 43.4 / 41.0; at a
   quarter, bf16 46.9 / 42.5 against f32 45.9 / 41.2 (no gain, so f32), latent 64 47.3 / 43.7
-  (no gain, so the paper's 128); VAE 155.7 / 138.5, GAN 94.4 / 83.7.
+  (no gain, so the paper's 128). A quarter width was tried first and fails: its GAN's samples
+  collapse to one texture within 100-300 steps (also with Adam 2e-4, balancing off, or the
+  thin layers at 16 channels), and its VAE/GAN's samples are textures after 1,210 steps; at
+  half width the GAN draws varied face-like blobs by step 200 (docs/models/vaegan.md).
   """
-  c.model.encoder_features = (16, 32, 64)
-  c.model.encoder_dense = 256
-  c.model.decoder_features = (64, 32, 8)
-  c.model.discriminator_features = (8, 32, 64, 64)
-  c.model.discriminator_dense = 128
-  c.train.num_steps = 71 * 50
+  c.model.encoder_features = (32, 64, 128)
+  c.model.encoder_dense = 512
+  c.model.decoder_features = (128, 64, 16)
+  c.model.discriminator_features = (16, 64, 128, 128)
+  c.model.discriminator_dense = 256
+  c.train.num_steps = 71 * 25
   c.train.log_every = 10
   c.train.image_every = 355
   c.checkpoint.every_steps = 142
