@@ -2,6 +2,7 @@
 
   python explore.py --workdir runs/vaegan_celeba               # newest checkpoint, port 8000
   python explore.py --workdir runs/mlvae_mnist --step 5000 --port 8080
+  python explore.py --workdir models/mine                      # a model folder: no dataset needed
 
 Prints the address (http://127.0.0.1:PORT/) and serves until Ctrl-C. The page shows a test
 image (or your upload, made as the dataset's images are, or a prior draw), its
@@ -12,14 +13,17 @@ ML-VAE's content of another group); a PNG download. Decoding runs through the mo
 decoder on the available device (the CPU is enough). See docs/explorer.md.
 
 Listens on 127.0.0.1 only, unless --host says otherwise. The run is rebuilt from its saved
-config as eval.py does, so the dataset must be reachable (VAEGAN_DATA_DIR).
+config as eval.py does. Without its dataset (a model folder from eval.py --save_model, or a
+workdir whose data is not on this machine) the page offers prior samples and uploads instead
+of test images, and says so.
 """
 
 import sys
 
 from absl import app, flags, logging
 
-flags.DEFINE_string("workdir", None, "A train.py --workdir to explore.", required=True)
+flags.DEFINE_string("workdir", None, "A train.py --workdir, or a model folder (eval.py --save_model), to explore.",
+                    required=True)
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 flags.DEFINE_integer("port", 8000, "Port to listen on (0: any free port).")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on. Anything but 127.0.0.1 / localhost lets other "
@@ -46,7 +50,8 @@ def main(argv):
   try:   # every check before the server starts: a bad workdir or model is an error here
     print(f"explore.py: restoring {FLAGS.workdir} ...", flush=True)
     model = vaegan_jax.load(FLAGS.workdir, FLAGS.step)
-    print(f"explore.py: {model}; encoding {FLAGS.num_test} test images, finding the directions ...", flush=True)
+    print(f"explore.py: {model}; " + (f"encoding {FLAGS.num_test} test images, " if model.data_available else
+          f"no test images ({model.unavailable}), ") + "finding the directions ...", flush=True)
     explorer = server.Explorer.from_model(model, FLAGS.num_test)
     http = server.make_server(explorer, FLAGS.host, FLAGS.port, FLAGS.max_upload_mb * 1024 * 1024)
   except (FileNotFoundError, ValueError, OSError) as e:

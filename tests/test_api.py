@@ -5,7 +5,7 @@ import pytest
 
 import vaegan_jax
 from vaegan_jax import images as image_lib
-from vaegan_jax.evaluators.restore import restore_run
+from vaegan_jax.restore import restore_run
 from vaegan_jax.methods import vaegan
 
 

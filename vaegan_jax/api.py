@@ -1,4 +1,4 @@
-"""Using a trained model from Python: ``vaegan_jax.load(workdir)``.
+"""Using a trained model from Python: ``vaegan_jax.load(path)``.
 
     import vaegan_jax
     model = vaegan_jax.load("runs/mine")          # newest checkpoint; step=N for another
@@ -6,13 +6,19 @@
     z = model.encode(faces)                       # f32[16, latent]
     again = model.decode(z)                       # u8[16, 64, 64, 3]
     path = model.interpolate(faces[0], faces[1], 8)
+    model.save("models/mine")                     # a folder that loads anywhere, without the data
 
 Images go in and come out as u8 NumPy arrays of the dataset's shape [n, h, w, c] (one image
 [h, w, c] is taken as a batch of one); ``model.prepare`` brings any image (a file, a Pillow
 image, an array of another size or mode) to that shape the way the dataset was prepared.
 Work is cut into batches of ``config.eval.batch_size`` for the jitted networks, which run on
-the run's devices in evaluation mode (BatchNorm's running statistics). The run is rebuilt
-from its saved config, as ``eval.py`` does, so the dataset must be reachable as for eval.py.
+the run's devices in evaluation mode (BatchNorm's running statistics).
+
+``path`` is a ``train.py`` workdir or a model folder (``Model.save``, ``eval.py --workdir W
+--save_model DIR``). Neither needs the dataset: a workdir whose dataset is missing here
+restores its networks from its ``dataset.json``, and ``model.unavailable`` says what cannot
+be done (attribute vectors need the training images, unless a model folder carries them).
+Restoring itself lives in ``vaegan_jax.restore``, below this module and ``evaluators``.
 """
 
 from __future__ import annotations
@@ -25,38 +31,44 @@ from PIL import Image
 
 from vaegan_jax import images as image_lib
 from vaegan_jax import metrics
+from vaegan_jax import restore as restore_lib
 from vaegan_jax.data import convert
-from vaegan_jax.evaluators.context import batched
-from vaegan_jax.evaluators.restore import restore_run
 from vaegan_jax.methods import aae, ccvae, mlvae, tvae, vaegan
+from vaegan_jax.parallel import batched
 
 _ENCODERLESS = ("gan",)
 
 
-def load(workdir: str, step: int | None = None) -> "Model":
-  """The model of a ``train.py`` workdir at its newest (or the given) checkpoint.
+def load(path: str, step: int | None = None) -> "Model":
+  """The model of a ``train.py`` workdir (its newest, or the given, checkpoint) or of a model folder.
 
   Raises:
-    FileNotFoundError: no checkpoint (at ``step``) in ``workdir``, or the dataset's files are
-      missing.
-    ValueError: a checkpoint this version cannot rebuild (see ``evaluators.restore_run``).
+    FileNotFoundError: no checkpoint (at ``step``) in a workdir; a workdir whose dataset is
+      missing here and that has no ``dataset.json`` (runs before 2026-12-06).
+    restore.ModelFolderError: a model folder that is incomplete, truncated, changed or of
+      another format version (a ValueError).
+    ValueError: a checkpoint this version cannot rebuild (see ``restore.restore_run``).
   """
-  run, state, step = restore_run(workdir, step)
-  return Model(run, state, step, workdir)
+  return Model(restore_lib.restore(path, step))
 
 
 class Model:
   """A restored model. Attributes: ``method``, ``config``, ``step``, ``image_shape`` (h, w, c),
-  ``latent_dim`` (the size of ``encode``'s codes and of ``decode``'s input), ``workdir``,
-  ``attribute_names`` (the dataset's attributes, such as CelebA's 40; empty without)."""
+  ``latent_dim`` (the size of ``encode``'s codes and of ``decode``'s input), ``workdir`` (the
+  workdir or model folder it came from), ``attribute_names`` (the dataset's attributes, such as
+  CelebA's 40; empty without), ``class_names``, ``data_available`` (the dataset's images can
+  be read here) and ``unavailable`` ("" or what is missing and why)."""
 
-  def __init__(self, run, state, step: int, workdir: str):
-    self._run, self._state = run, state
-    self.config, self.method, self.step, self.workdir = run.config, run.config.method, step, workdir
-    self.image_shape = tuple(run.info.image_shape)
-    self.attribute_names = tuple(run.info.attribute_names or ())
-    self._batch = int(run.config.eval.batch_size)
-    models, config, m = run.models, run.config, run.config.method
+  def __init__(self, restored: restore_lib.Restored):
+    self._restored, self._state = restored, restored.state
+    config, m, models = restored.config, restored.config.method, restored.models
+    self.config, self.method, self.step, self.workdir = config, m, restored.step, restored.source
+    self.image_shape = tuple(restored.info.image_shape)
+    self.attribute_names = tuple(restored.info.attribute_names or ())
+    self.class_names = tuple(restored.info.class_names or ())
+    self.data_available, self.unavailable = restored.data_available, restored.unavailable
+    self._batch = int(config.eval.batch_size)
+    state = self._state
     if m in ("vaegan", "vae", "gan"):
       encode, decode = (lambda s, x: vaegan.encode(models, s, x)[0]), (lambda s, z: vaegan.sample(models, s, z))
       draw = lambda key, n: jax.random.normal(key, (n, config.model.latent_dim))  # noqa: E731
@@ -93,7 +105,26 @@ class Model:
           jax.jit(lambda s, x: jax.numpy.concatenate(mlvae.encode(models, config, s, x)[1], -1)), state)
     self._draw = draw
     self.latent_dim = int(jax.eval_shape(lambda key: draw(key, 1), jax.random.key(0)).shape[-1])
-    self._vectors: dict[str, np.ndarray] | None = None
+    self._vectors = None if restored.attribute_vectors is None else dict(restored.attribute_vectors)
+
+  def save(self, folder: str) -> str:
+    """Writes this model as a self-contained folder that ``vaegan_jax.load`` reads anywhere,
+    without the dataset: parameters and BatchNorm statistics (no optimizer state), the config,
+    the dataset's shape and names and, for VAE/GAN and VAE on data with attributes, the
+    attribute vectors (computed here from the training images; ``restore.save_model``).
+
+    Returns:
+      ``folder``.
+
+    Raises:
+      ValueError: ``folder`` exists, or is a train.py workdir (nothing is written).
+    """
+    restore_lib.check_save_target(folder)
+    vectors = None
+    if self.method in ("vaegan", "vae") and self.attribute_names and (self.data_available or self._vectors):
+      vectors = self.attribute_vectors()
+    restore_lib.save_model(self._restored, folder, vectors)
+    return folder
 
   def __repr__(self) -> str:
     return (f"Model(method={self.method!r}, data={self.config.data.name!r}, step={self.step}, "
@@ -206,10 +237,13 @@ class Model:
     if not self.attribute_names:
       raise ValueError(f"{self.config.data.name} has no attributes to compute vectors from (CelebA has 40)")
     if self._vectors is None:
+      if not self.data_available:
+        raise ValueError(f"attribute vectors come from the training images, and {self.unavailable}: make the data "
+                         "reachable, or use a model folder saved where it was (it carries the vectors)")
       from vaegan_jax import data  # pylint: disable=import-outside-toplevel
       train = data.split_arrays(self.config, self.config.data.train_split)
       vectors = metrics.attribute_vectors(self.encode(train["image"]), train["attributes"])
-      self._vectors = {n: np.asarray(v, np.float32) for n, v in zip(self._run.info.attribute_names, vectors)}
+      self._vectors = {n: np.asarray(v, np.float32) for n, v in zip(self.attribute_names, vectors)}
     return dict(self._vectors)
 
   def classify(self, images) -> np.ndarray:

@@ -100,3 +100,16 @@ def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
   return jax.jit(train_step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
                  out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0,
                  compiler_options=compiler_options(mesh))
+
+
+def batched(fn: Callable, arrays: np.ndarray, batch_size: int) -> np.ndarray:
+  """Applies a jitted ``fn`` to ``arrays`` in chunks of ``batch_size`` along the first axis and
+  concatenates the host results (NumPy, ``fn``'s dtype). Evaluation and ``vaegan_jax.load``
+  use it, so that any number of images fits the device. Zero rows give zero rows (of the
+  shape and dtype ``fn`` would return)."""
+  if not len(arrays):
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct((1, *np.shape(arrays)[1:]), np.asarray(arrays).dtype))
+    return np.zeros((0, *out.shape[1:]), out.dtype)
+  return np.concatenate([np.asarray(jax.device_get(fn(arrays[i:i + batch_size])))
+                         for i in range(0, len(arrays), batch_size)])
+

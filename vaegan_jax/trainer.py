@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import time
 import types
@@ -60,10 +61,15 @@ class Run:
     return abstract_with_sharding(shapes, parallel.replicated(self.mesh))
 
 
-def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
+DATASET_FILE = "dataset.json"   # in a workdir: what the dataset told the run (restore.py reads it without the data)
+
+
+def setup(config: ml_collections.ConfigDict, devices=None, info: data.DatasetInfo | None = None) -> Run:
   """Validates the config, prepares the data and builds networks, optimizers and the mesh.
 
   Every check of the input happens here, before any array is allocated or file written.
+  With ``info`` (a run's saved ``dataset.json``, or a model folder's) the dataset is neither
+  read nor prepared: the run can restore and use its networks, not train or evaluate.
 
   Raises:
     ValueError: a bad config value, a batch that does not split over the devices or is
@@ -71,7 +77,7 @@ def setup(config: ml_collections.ConfigDict, devices=None) -> Run:
     FileNotFoundError, data.DataError: missing or corrupt dataset files.
   """
   config_lib.validate(config)
-  info = data.dataset_info(config)
+  info = data.dataset_info(config) if info is None else info
   mesh = parallel.make_mesh(devices)
   method = methods.get(config.method)
   group_size = method.batch_group_size(config) if hasattr(method, "batch_group_size") else 1
@@ -213,6 +219,16 @@ def _resume_point(run: Run, workdir: str):
     reader.close()
 
 
+def _write_dataset_info(workdir: str, info: data.DatasetInfo) -> None:
+  """``workdir/dataset.json`` (replaced whole, never half-written): lets ``vaegan_jax.load``
+  rebuild the networks where the dataset is missing."""
+  path = os.path.join(workdir, DATASET_FILE)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(data.info_to_json(info), f, indent=1)
+  os.replace(tmp, path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> TrainState:
   """Trains ``config`` in ``workdir``, resuming from its newest checkpoint.
 
@@ -282,6 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
           run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh),
           state, batches, run.mesh)
       if primary:
+        _write_dataset_info(workdir, run.info)
         writer = MetricWriter(workdir, resume_step=start)  # drops what a killed run logged after `start`
       log_images = _ImageLogger(run, workdir, writer) if primary else None
       config_json = config_lib.to_json(config)

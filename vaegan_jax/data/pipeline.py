@@ -59,6 +59,29 @@ class DatasetInfo:
   class_names: tuple[str, ...] = ()
 
 
+def info_to_json(info: DatasetInfo) -> dict:
+  """``info`` as a JSON-compatible dict (``info_from_json`` reads it back)."""
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(info).items()}
+
+
+def info_from_json(values: dict) -> DatasetInfo:
+  """The ``DatasetInfo`` of ``info_to_json``.
+
+  Raises:
+    ValueError: a field is missing, unknown or of the wrong type.
+  """
+  fields = {f.name for f in dataclasses.fields(DatasetInfo)}
+  if not isinstance(values, dict) or set(values) - fields or {"name", "image_shape"} - set(values):
+    raise ValueError(f"not a dataset description: expected the fields {sorted(fields)}")
+  try:
+    info = DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    if len(info.image_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in info.image_shape):
+      raise ValueError(f"image_shape {info.image_shape} is not (height, width, channels)")
+  except TypeError as e:
+    raise ValueError(f"not a dataset description ({e})") from e
+  return info
+
+
 def manual_dir(config: ml_collections.ConfigDict) -> str | None:
   """The raw-files folder: ``config.data.manual_dir``, else ``$VAEGAN_DATA_DIR/<dataset>``."""
   if config.data.manual_dir:

@@ -4,13 +4,12 @@ dataset's domain classifier (``classifier_for``) and batched device calls (``bat
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
 from vaegan_jax import data, domain_classifier, trainer
+from vaegan_jax.parallel import batched  # noqa: F401  # the evaluators' batched device calls
 from vaegan_jax.methods.common import TrainState
 
 
@@ -41,13 +40,6 @@ class EvalContext:
   @property
   def config(self):
     return self.run.config
-
-
-def batched(fn: Callable, arrays: np.ndarray, batch_size: int) -> np.ndarray:
-  """Applies a jitted ``fn`` to ``arrays`` in chunks of ``batch_size`` along the first axis and
-  concatenates the host results (NumPy, ``fn``'s dtype)."""
-  return np.concatenate([np.asarray(jax.device_get(fn(arrays[i:i + batch_size])))
-                         for i in range(0, len(arrays), batch_size)])
 
 
 ROTATION_IMAGES = 10_000  # unlabelled data: images (per split) the rotation classifier learns from

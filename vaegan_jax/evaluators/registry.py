@@ -14,7 +14,7 @@ from tqdm import tqdm
 from vaegan_jax import data
 from vaegan_jax.evaluators import aae, ccvae, mlvae, tvae, vaegan
 from vaegan_jax.evaluators.context import EvalContext, classifier_for
-from vaegan_jax.evaluators.restore import restore_run
+from vaegan_jax.restore import restore_run
 
 # Method name -> evaluator (``vaegan_jax.methods`` has the same names).
 EVALUATORS: dict[str, Callable[[EvalContext], dict]] = {

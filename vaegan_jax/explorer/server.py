@@ -102,23 +102,30 @@ class Explorer:
     seed: the seed of the prior draws standing in for codes on a model without an encoder.
   """
 
-  def __init__(self, model, test_images: np.ndarray, groups: np.ndarray | None = None, seed: int = 0):
+  def __init__(self, model, test_images: np.ndarray, groups: np.ndarray | None = None, seed: int = 0,
+               notice: str = ""):
     self.model = model
     self.test_images = np.asarray(test_images)
     self.groups = None if groups is None else np.asarray(groups)
     self.lock = threading.Lock()
     self.has_encoder = model.method != "gan"
-    self.codes = model.encode(self.test_images) if self.has_encoder else None
+    self.codes = model.encode(self.test_images) if self.has_encoder and len(self.test_images) else None
+    notices = [notice] if notice else []
     found: list[directions_lib.Direction] = []
     if model.method in ("vaegan", "vae") and model.attribute_names:
-      found += directions_lib.attribute_directions(model.attribute_vectors())
+      try:
+        found += directions_lib.attribute_directions(model.attribute_vectors())
+      except ValueError as e:   # no training images here and none saved with the model
+        notices.append(f"no attribute sliders: {e}")
     if model.method == "ccvae":
       locations = model.label_locations()
       found += directions_lib.label_block_directions(list(model.config.ccvae.labels), locations["loc_false"],
                                                      locations["loc_true"], model.latent_dim)
-    reference = self.codes if self.has_encoder else model.prior_codes(PRIOR_DRAWS, seed)
+    of_tests = self.codes is not None and len(self.codes) >= 2
+    reference = self.codes if of_tests else model.prior_codes(PRIOR_DRAWS, seed)
     found += directions_lib.principal_components(
-        reference, group="principal component" + ("" if self.has_encoder else " (of prior draws)"))
+        reference, group="principal component" + ("" if of_tests else " (of prior draws)"))
+    self.notice = "; ".join(notices)
     self.directions = {d.id: d for d in found}
     self.content_mask = None
     if model.method == "mlvae":
@@ -130,12 +137,18 @@ class Explorer:
     """An explorer of ``model`` offering the first ``num_test`` images of its eval split
     (grouped by ``mlvae.group_by`` for ML-VAE).
 
+    Without the dataset (``model.data_available`` False: a model folder, or a workdir whose
+    data is missing here) no test image is offered: the page starts from prior samples and
+    uploads, and says why.
+
     Raises:
-      FileNotFoundError: the dataset's files are missing.
       ValueError: fewer than two test images.
     """
     from vaegan_jax import data  # pylint: disable=import-outside-toplevel
     from vaegan_jax.data import groups as groups_lib  # pylint: disable=import-outside-toplevel
+    if not model.data_available:
+      return cls(model, np.zeros((0, *model.image_shape), np.uint8),
+                 notice=f"no test images: {model.unavailable}; draw prior samples or upload an image")
     test = data.split_arrays(model.config, model.config.data.eval_split, num_test)
     if len(test["image"]) < 2:
       raise ValueError(f"the eval split {model.config.data.eval_split!r} has {len(test['image'])} images; the "
@@ -151,7 +164,7 @@ class Explorer:
     m = self.model
     return {"model": repr(m), "method": m.method, "step": m.step, "image_shape": list(m.image_shape),
             "latent_dim": m.latent_dim, "num_test": len(self.test_images), "has_encoder": self.has_encoder,
-            "content_part": self.content_mask is not None,
+            "content_part": self.content_mask is not None, "notice": self.notice,
             "directions": [d.describe() for d in self.directions.values()]}
 
   def _answer(self, code: np.ndarray, image: np.ndarray | None) -> dict:
