@@ -33,7 +33,6 @@ flags.DEFINE_integer("num_test", 500, "Test images offered (the first of the eva
 flags.DEFINE_integer("max_upload_mb", 8, "Largest upload accepted, in MiB.")
 FLAGS = flags.FLAGS
 
-_LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 def main(argv):
@@ -57,11 +56,11 @@ def main(argv):
   except (FileNotFoundError, ValueError, OSError) as e:
     raise SystemExit(f"explore.py: {e}") from None
   host, port = http.server_address[:2]
-  if FLAGS.host not in _LOCAL:
+  if FLAGS.host not in server.LOOPBACK:
     print("=" * 78 + f"\nWARNING: listening on {FLAGS.host}, not 127.0.0.1: anyone who can reach this machine on "
           f"port {port} can run this model and upload images to it. Use --host=127.0.0.1 unless you mean "
           "it.\n" + "=" * 78, file=sys.stderr, flush=True)
-  shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+  shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
   print(f"explore.py: {len(explorer.directions)} sliders; open http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
   try:
     http.serve_forever()

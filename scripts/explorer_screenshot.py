@@ -43,7 +43,7 @@ def main():
   try:
     with sync_playwright() as p:
       browser = p.chromium.launch(executable_path=args.chromium, args=server.CHROMIUM_FLAGS)
-      page = browser.new_page(viewport={"width": 1280, "height": 760})
+      page = browser.new_page(viewport={"width": 1280, "height": 760}, bypass_csp=True)  # wait_for_function evaluates
       page.goto(f"http://127.0.0.1:{http.server_address[1]}/")
       page.wait_for_selector("body[data-ready='1']", timeout=120_000)
       if args.open:

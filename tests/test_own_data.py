@@ -147,6 +147,30 @@ def test_bad_folders_are_named_errors_and_write_nothing(tmp_path, case):
     assert info.num_train + info.num_eval == 6
 
 
+def test_links_stay_inside_the_folder_visit_each_directory_once_and_dangling_ones_are_named(tmp_path):
+  """A link to a parent once repeated the tree (3 images became 283), two such links hung the
+  scan, and a dangling link raised a bare FileNotFoundError that skip_unreadable did not skip."""
+  root = tmp_path / "photos"
+  _two_classes(root, 3)
+  outside = tmp_path / "elsewhere"
+  _save(outside / "secret.png", _solid((0, 0, 0)))
+  (root / "red" / "up").symlink_to(root)                    # a loop through the parent
+  (root / "blue" / "again").symlink_to(root / "red")        # a second way into red/
+  (root / "red" / "out").symlink_to(outside)                # leaves the folder
+  (root / "red" / "secret.png").symlink_to(outside / "secret.png")
+  (root / "blue" / "gone.png").symlink_to(root / "blue" / "deleted.png")   # dangling, inside
+  listing = folder.scan(str(root), 0.2, 0)
+  paths = sorted(p for _, p, _, _, _ in listing.files)
+  assert len(paths) == 7 and os.path.join("blue", "gone.png") in paths    # 6 images, once each, and the dangling one
+  assert not any("secret" in p or "elsewhere" in p for p in paths)
+  c = _config(root, tmp_path / "tfds")
+  with pytest.raises(ValueError, match=r"1 image file\(s\).*gone\.png.*skip_unreadable"):
+    data.dataset_info(c)
+  c.data.skip_unreadable = True
+  info = data.dataset_info(c)
+  assert info.num_train + info.num_eval == 6
+
+
 def test_a_folder_that_changes_while_prepared_keeps_nothing(tmp_path, monkeypatch):
   root = tmp_path / "moving"
   _two_classes(root, 3)

@@ -54,9 +54,16 @@ def _to_rgb_or_grey(image: Image.Image, channels: int) -> Image.Image:
   """Pillow image of any mode to "RGB" or "L"; alpha is composited onto white, 16/32-bit
   integers are scaled to 8 bits (65535 -> 255)."""
   if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-    wide = np.asarray(image, dtype=np.int64)
-    top = 65535 if image.mode.startswith("I;16") or wide.max(initial=0) > 255 else 255
-    image = Image.fromarray(np.clip(wide * 255 // top, 0, 255).astype(np.uint8), "L")
+    # In the source's own width (2 bytes a pixel for 16-bit, 4 for 32-bit), never int64:
+    # x * 255 // 65535 == x // 257 for 0 <= x <= 65535.
+    wide = np.asarray(image)
+    if image.mode.startswith("I;16"):
+      narrow = wide // 257                       # uint16 in, uint16 out
+    elif wide.max(initial=0) > 255:
+      narrow = np.clip(wide, 0, 65535) // 257    # int32
+    else:
+      narrow = np.clip(wide, 0, 255)
+    image = Image.fromarray(narrow.astype(np.uint8), "L")
   elif image.mode == "F":   # floats: [0, 1] if they fit, else taken as 0..255
     values = np.asarray(image, np.float64)
     scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0

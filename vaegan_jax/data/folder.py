@@ -61,16 +61,46 @@ class Listing:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _inside(path: str, root: str) -> bool:
+  return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _images_under(folder: str) -> list[tuple[str, int, int]]:
-  """(relative path, size, mtime_ns) of every image file under ``folder``, sorted."""
-  found = []
+  """(relative path, size, mtime_ns) of every image file under ``folder``, sorted.
+
+  Symbolic links are followed only while they stay inside the folder's real path, and each
+  real directory is visited once (a link to a parent or a loop cannot repeat the tree or hang
+  the scan); links leading outside are left out, with a warning. A file that cannot be
+  examined (a dangling link, no permission) is listed with size and time -1, so that the
+  readability check names it or, with ``data.skip_unreadable``, skips it.
+  """
+  real_root = os.path.realpath(folder)
+  found, seen, outside = [], set(), []
   for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    real = os.path.realpath(dirpath)
+    if real in seen or not _inside(real, real_root):
+      dirnames[:] = []
+      if not _inside(real, real_root):
+        outside.append(dirpath)
+      continue
+    seen.add(real)
     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
     for name in filenames:
       if name.lower().endswith(SUFFIXES) and not name.startswith("."):
         path = os.path.join(dirpath, name)
-        stat = os.stat(path)
-        found.append((os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns))
+        target = os.path.realpath(path)
+        if not _inside(target, real_root):
+          outside.append(path)
+          continue
+        try:
+          stat = os.stat(path)
+          size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:
+          size, mtime = -1, -1
+        found.append((os.path.relpath(path, folder), size, mtime))
+  if outside:
+    logging.warning("left out %d link(s) under %s that lead outside it: %s", len(outside), folder,
+                    "; ".join(outside[:5]))
   return sorted(found)
 
 
