@@ -130,7 +130,8 @@ def test_the_explorer_serves_a_model_folder_from_prior_samples_and_uploads(runs,
     assert len(sample["code"]) == model.latent_dim and sample["reconstruction"].startswith("data:image/png")
     png = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(png, format="PNG")
-    request = urllib.request.Request(f"{base}/api/upload", data=png.getvalue(), method="POST")
+    request = urllib.request.Request(f"{base}/api/upload", data=png.getvalue(), method="POST",
+                                     headers={"Content-Type": "image/png"})
     uploaded = json.loads(urllib.request.urlopen(request, timeout=30).read())
     assert np.allclose(uploaded["code"], model.encode(model.prepare(Image.open(io.BytesIO(png.getvalue())))), atol=1e-5)
   finally:
