@@ -2,6 +2,8 @@
 
   python benchmarks/profile_step.py                         # configs/vaegan_celeba.py, batch 64
   python benchmarks/profile_step.py --batch 32 --top 30 --config default
+  XLA_FLAGS="--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true" \
+      python benchmarks/profile_step.py --dtype bfloat16    # with an XLA:CPU setting
 
 Compiles the step as train.py does (``parallel.jit_train_step``), runs two steps, traces a third
 with ``jax.profiler`` (Perfetto trace) and prints, per XLA operation, the time from its start
@@ -50,13 +52,14 @@ def main() -> None:
   parser.add_argument("--config", default="vaegan_celeba")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--top", type=int, default=25)
+  parser.add_argument("--dtype", default=None, help="compute dtype (default the config's model.dtype), e.g. bfloat16")
   args = parser.parse_args()
   import jax  # pylint: disable=import-outside-toplevel
   import run as benchmark  # pylint: disable=import-outside-toplevel
   from vaegan_jax import parallel  # pylint: disable=import-outside-toplevel
 
   config = benchmark.load_config(args.config)
-  step = benchmark.JaxStep(config, args.batch, config.model.dtype, parallel.make_mesh(jax.devices()[:1]))
+  step = benchmark.JaxStep(config, args.batch, args.dtype or config.model.dtype, parallel.make_mesh(jax.devices()[:1]))
   hlo = step.compiled.as_text()
   for _ in range(2):
     step()
@@ -68,7 +71,7 @@ def main() -> None:
   kinds = collections.Counter()
   print(f"{'ms':>8}  {'operation':32s} {'shape':30s} {'window':46s} from")
   for i, (name, us) in enumerate(sorted(durations.items(), key=lambda kv: -kv[1])):
-    kinds[re.sub(r"[.0-9]+$", "", name)] += us
+    kinds[re.sub(r"\.[0-9]+", "", name)] += us   # fusion.12 and custom-call.34.clone__onednn$convolution by kind
     if i >= args.top:
       continue
     m = re.search(r"^\s*(?:ROOT )?%" + re.escape(name) + r" = (\S+) \w+\(.*$", hlo, re.M)

@@ -63,7 +63,10 @@ def main() -> None:
                                     optimizers=optimizers))(jax.random.key(0))
   batch = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (args.batch, *shape), dtype=np.uint8))}
   mesh = parallel.make_mesh(jax.devices()[:1])
-  options = parallel.compiler_options(mesh) if hasattr(parallel, "compiler_options") else {}
+  try:
+    options = parallel.compiler_options(mesh, config.model.dtype)
+  except TypeError:  # a checkout from before the dtype argument (2026-12-07)
+    options = parallel.compiler_options(mesh) if hasattr(parallel, "compiler_options") else {}
   step = jax.jit(method.make_train_step(config, models, optimizers), donate_argnums=0).lower(state, batch).compile(
       compiler_options=options or None)
   for _ in range(2):

@@ -416,3 +416,47 @@ def _jax_grads_in_torch_layout(model: VAEGAN, network: str, grads) -> dict[str, 
   shadow = copy.deepcopy(model.networks()[network]).cpu().double()
   _LOADERS[network](shadow, grads, None)
   return {n: p.detach().numpy().copy() for n, p in shadow.named_parameters()}
+
+
+def main() -> None:
+  """``python benchmarks/torch_vaegan.py [--bf16] [--nchw] [--batch 64] [--steps 6]``: median
+  seconds per step of the PyTorch step at ``configs/vaegan_celeba.py``'s widths, one process
+  (the side-by-side partner of ``benchmarks/step_time.py`` for a JAX that runs on another
+  Python, e.g. jaxlib 0.12 on 3.12 against the torch wheel of 3.11)."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  import statistics  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=6)
+  parser.add_argument("--bf16", action="store_true", help="forward under torch.autocast(bfloat16)")
+  parser.add_argument("--nchw", action="store_true", help="NCHW instead of channels_last")
+  parser.add_argument("--threads", type=int, default=0, help="intra-op threads (default: cores)")
+  args = parser.parse_args()
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import vaegan_celeba  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  model = from_config(vaegan_celeba.get_config(), (64, 64, 3))
+  x = torch.rand(args.batch, 3, 64, 64) * 2 - 1
+  if not args.nchw:
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+  step = TrainStep(model, autocast=torch.bfloat16 if args.bf16 else None)
+  for _ in range(2):
+    step(x)
+  times = []
+  for _ in range(args.steps):
+    start = time.perf_counter()
+    step(x)
+    times.append(time.perf_counter() - start)
+  seconds = statistics.median(times)
+  print(f"torch {torch.__version__} eager {'NCHW' if args.nchw else 'channels_last'} {'bf16 autocast' if args.bf16 else 'f32'} "
+        f"batch {args.batch} ({torch.get_num_threads()} threads): {seconds:.3f} s/step, {args.batch / seconds:.2f} images/s")
+
+
+if __name__ == "__main__":
+  main()

@@ -60,3 +60,25 @@ def test_celeba_webp_carry_rebuilds_the_npz_byte_for_byte(tmp_path):
   with np.load(rebuilt) as npz:
     for k, v in arrays.items():
       np.testing.assert_array_equal(npz[k], v)
+
+
+def test_summary_headline_is_against_the_best_torch_row_at_any_precision():
+  """benchmarks/run.py's headline ratio: our fastest row over PyTorch's fastest, bf16 autocast
+  included; the f32-vs-f32 ratio beside it (issue 37)."""
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  from benchmarks import run  # pylint: disable=import-outside-toplevel
+
+  def row(impl, dtype, ips, batch=64):
+    return {"model": "vaegan", "impl": impl, "dtype": dtype, "batch": batch, "images_per_second": ips,
+            "seconds_per_step": batch / ips, "step_flops": None}
+  rows = [row("jax float32", "float32", 6.0), row("jax bfloat16", "bfloat16", 7.0),
+          row("torch eager NCHW", "float32", 5.0), row("torch eager channels_last", "float32", 8.0),
+          row("torch eager channels_last bf16 autocast", "bfloat16 autocast", 20.0),
+          row("torch.compile channels_last", "float32", 9.0)]
+  out = run.summarise(rows)
+  assert out["best_ours_over_best_torch"]["ratio"] == 7.0 / 20.0
+  assert "bf16 autocast" in out["best_ours_over_best_torch"]["theirs"]
+  assert out["best_f32_ours_over_best_f32_torch"]["ratio"] == 6.0 / 9.0
+  assert out["best_ours_over_best_eager"]["ratio"] == 7.0 / 20.0
+  assert out["best_ours_over_best_compile"]["ratio"] == 7.0 / 9.0
+  assert out["batch_64_f32_ours_over_eager"]["ratio"] == 6.0 / 8.0

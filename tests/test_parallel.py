@@ -155,3 +155,36 @@ def test_unknown_cpu_option_falls_back_to_defaults(monkeypatch):
     assert parallel.compiler_options(parallel.make_mesh(jax.devices()[:1])) == {}
   finally:
     parallel._cpu_options_accepted.cache_clear()  # pylint: disable=protected-access
+
+
+def test_bf16_steps_get_onednn_convolutions_where_this_jaxlib_has_them():
+  """Issue 37: a bf16 step's convolutions go to oneDNN exactly where the probe finds that this
+  jaxlib rewrites them (jaxlib 0.12: yes; 0.10.2 accepts the options and rewrites nothing), an
+  f32 step never gets the options, and the compiled bf16 step shows the custom calls."""
+  import functools  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from tests.conftest import load_config  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import methods, parallel  # pylint: disable=import-outside-toplevel
+
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  takes = parallel._onednn_takes_bf16_convolutions()  # pylint: disable=protected-access
+  assert parallel.compiler_options(mesh, "float32") == parallel.CPU_COMPILER_OPTIONS
+  bf16 = parallel.compiler_options(mesh, "bfloat16")
+  assert bf16 == ({**parallel.CPU_COMPILER_OPTIONS, **parallel.CPU_BF16_COMPILER_OPTIONS} if takes
+                  else parallel.CPU_COMPILER_OPTIONS)
+  if jax.__version__.startswith("0.10."):
+    assert not takes   # the probe can say no: 0.10.2 takes the options but compiles no oneDNN call
+  c = load_config("default")
+  c.model.dtype = "bfloat16"
+  method = methods.get(c.method)
+  models = method.build_models(c, (28, 28, 1))
+  optimizers = method.make_optimizers(c, 10)
+  state = jax.eval_shape(functools.partial(method.create_train_state, config=c, models=models, optimizers=optimizers),
+                         jax.random.key(0))
+  batch = {"image": jax.ShapeDtypeStruct((c.train.batch_size, 28, 28, 1), jnp.uint8)}
+  text = parallel.jit_train_step(method.make_train_step(c, models, optimizers), mesh, "bfloat16").lower(
+      state, batch).compile().as_text()
+  assert ("__onednn$convolution" in text) == takes
+  f32 = parallel.jit_train_step(method.make_train_step(c, models, optimizers), mesh).lower(state, batch).compile()
+  assert "__onednn$convolution" not in f32.as_text()

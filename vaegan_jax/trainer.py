@@ -295,7 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       batches = data.train_iterator(config, tc.batch_size, seed=config.seed, state=data_state,
                                     dataset=run.method.train_dataset)
       train_step = _compiled_together(parallel.jit_train_step(
-          run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh),
+          run.method.make_train_step(config, run.models, run.optimizers, run.schedules), run.mesh, config.model.dtype),
           state, batches, run.mesh)
       if primary:
         _write_dataset_info(workdir, run.info)
