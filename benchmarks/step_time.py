@@ -6,6 +6,7 @@
       python benchmarks/step_time.py --repo /tmp/before                   # with an XLA flag
   python benchmarks/step_time.py                                          # this checkout
   python benchmarks/step_time.py --set model.encoder_features=32,64,128   # a config value changed
+  python benchmarks/step_time.py --config vae_celeba:cpu                  # a config's variant
 
 Uses only what every version of the package has (methods.get, build_models, make_optimizers,
 create_train_state, make_train_step), jits the step as plain ``jax.jit`` with donation (plus
@@ -31,7 +32,8 @@ _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repo", default=_HERE, help="checkout whose vaegan_jax and configs/ to use")
-  parser.add_argument("--config", default="vaegan_celeba")
+  parser.add_argument("--config", default="vaegan_celeba", help="a file of configs/ without .py, with :ARG for "
+                      "its variant (vaegan_celeba:cpu)")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--steps", type=int, default=6)
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -44,10 +46,11 @@ def main() -> None:
   import numpy as np  # pylint: disable=import-outside-toplevel
   from vaegan_jax import methods, parallel  # pylint: disable=import-outside-toplevel
 
-  spec = importlib.util.spec_from_file_location("config", os.path.join(args.repo, "configs", f"{args.config}.py"))
+  name, _, arg = args.config.partition(":")
+  spec = importlib.util.spec_from_file_location("config", os.path.join(args.repo, "configs", f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  config = module.get_config(arg) if arg else module.get_config()
   for item in args.set:
     key, _, value = item.partition("=")
     *path, leaf = key.split(".")

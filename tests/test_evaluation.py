@@ -136,3 +136,15 @@ def test_reconstruction_label_accuracy_is_the_classifiers_verdict_on_dec_mu(smok
   assert results["reconstructions/label_accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == test["label"])))
   real, _ = domain_classifier.predict(classifier, test["image"])
   assert results["test/label_accuracy"] == pytest.approx(float(np.mean(real.argmax(1) == test["label"])))
+
+
+def test_compare_has_a_row_per_arithmetic_attribute_of_any_run():
+  """CelebA runs carry arithmetic/<attribute>/raised_fraction; the table gets one row per attribute
+  that any run has, sorted, and runs without it (the GAN) show '-' there."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  compare_lib = importlib.import_module("vaegan_jax.evaluators.compare")  # the package exports the function
+  columns = [("vae", {"arithmetic/Smiling/raised_fraction": 0.9, "arithmetic/Bangs/raised_fraction": 1.0,
+                      "arithmetic/Bangs/prob_at_1": 0.4}, ""), ("gan", {"samples/frechet_distance": 3.0}, "")]
+  rows = compare_lib._arithmetic_rows(columns)  # pylint: disable=protected-access
+  assert rows == [("arithmetic/Bangs/raised_fraction", "attribute arithmetic raises P(Bangs)"),
+                  ("arithmetic/Smiling/raised_fraction", "attribute arithmetic raises P(Smiling)")]

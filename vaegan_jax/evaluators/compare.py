@@ -50,7 +50,16 @@ COMPARISON_ROWS = (
     ("loss/elbo_pixel", "pixel ELBO, std 0.1 (nats)"),
     ("reconstructions/attribute_cosine", "attribute cosine of reconstructions"),
     ("test/attribute_cosine", "attribute cosine of test images"),
+    ("reconstructions/attribute_accuracy", "attribute classifier agrees with the labels on reconstructions"),
+    ("test/attribute_accuracy", "attribute classifier agrees with the labels on test images"),
 )
+
+
+def _arithmetic_rows(columns) -> list[tuple[str, str]]:
+  """One row per attribute of the attribute arithmetic (``arithmetic/<name>/raised_fraction``) any run has."""
+  names = sorted({k.split("/")[1] for _, r, _ in columns for k in r
+                  if k.startswith("arithmetic/") and k.endswith("/raised_fraction")})
+  return [(f"arithmetic/{n}/raised_fraction", f"attribute arithmetic raises P({n})") for n in names]
 
 
 def _lookup(results: dict, key: str):
@@ -98,7 +107,7 @@ def compare(workdirs: list[str], out: str) -> str:
   header = "| metric | " + " | ".join(f"{r['method']} ({os.path.basename(os.path.normpath(w))}, step {r['step']})"
                                         for w, r, _ in columns) + " |"
   lines = [header, "|---" * (len(columns) + 1) + "|"]
-  for key, label in COMPARISON_ROWS:
+  for key, label in COMPARISON_ROWS + tuple(_arithmetic_rows(columns)):
     values = [_lookup(r, key) for _, r, _ in columns]
     if all(v is None for v in values):
       continue
