@@ -123,13 +123,21 @@ def example_batch(config, batch_size: int, rng: np.random.Generator) -> dict[str
 # Timing
 
 
-def cost_flops(compiled) -> float | None:
-  """FLOPs of one call of a compiled XLA program (its cost analysis), or None."""
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else {}
-  flops = (analysis or {}).get("flops")
-  return float(flops) if flops and flops > 0 else None
+def cost_flops(compiled, lowered=None) -> float | None:
+  """FLOPs of one call of a compiled XLA program (its cost analysis), or None.
+
+  XLA's cost analysis counts a library custom call (the oneDNN convolutions of a bf16 CPU step,
+  ``parallel.CPU_BF16_COMPILER_OPTIONS``) as zero FLOPs; for a compiled program that has any,
+  the count of ``lowered`` (the same program before XLA's passes) is used instead."""
+  def flops_of(stage):
+    analysis = stage.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+      analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+  if lowered is not None and "__onednn$" in compiled.as_text():
+    return flops_of(lowered)
+  return flops_of(compiled)
 
 
 def device_bytes(compiled) -> int | None:
@@ -157,9 +165,10 @@ class JaxStep:
     self.batch = parallel.shard_batch(example_batch(config, batch_size, np.random.default_rng(0)), mesh)
     step = parallel.jit_train_step(method.make_train_step(config, models, optimizers), mesh, dtype)
     start = time.perf_counter()
-    self.compiled = step.lower(self.state, self.batch).compile()
+    lowered = step.lower(self.state, self.batch)
+    self.compiled = lowered.compile()
     self.compile_seconds = time.perf_counter() - start
-    self.flops = cost_flops(self.compiled)
+    self.flops = cost_flops(self.compiled, lowered)
     self.bytes = device_bytes(self.compiled)
     self.parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.state.params))
     self._jax = jax
