@@ -140,7 +140,7 @@ def test_reconstruction_label_accuracy_is_the_classifiers_verdict_on_dec_mu(smok
 
 def test_compare_has_a_row_per_arithmetic_attribute_of_any_run():
   """CelebA runs carry arithmetic/<attribute>/raised_fraction; the table gets one row per attribute
-  that any run has, sorted, and runs without it (the GAN) show '-' there."""
+  that any run has (here the VAE), sorted by name; other keys and runs without arithmetic add none."""
   import importlib  # pylint: disable=import-outside-toplevel
   compare_lib = importlib.import_module("vaegan_jax.evaluators.compare")  # the package exports the function
   columns = [("vae", {"arithmetic/Smiling/raised_fraction": 0.9, "arithmetic/Bangs/raised_fraction": 1.0,
