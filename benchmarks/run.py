@@ -129,13 +129,14 @@ def cost_flops(compiled, lowered=None) -> float | None:
   XLA's cost analysis counts a library custom call (the oneDNN convolutions of a bf16 CPU step,
   ``parallel.CPU_BF16_COMPILER_OPTIONS``) as zero FLOPs; for a compiled program that has any,
   the count of ``lowered`` (the same program before XLA's passes) is used instead."""
+  from vaegan_jax import parallel  # pylint: disable=import-outside-toplevel
   def flops_of(stage):
     analysis = stage.cost_analysis()
     if isinstance(analysis, (list, tuple)):
       analysis = analysis[0] if analysis else {}
     flops = (analysis or {}).get("flops")
     return float(flops) if flops and flops > 0 else None
-  if lowered is not None and "__onednn$" in compiled.as_text():
+  if lowered is not None and parallel.ONEDNN_CUSTOM_CALL_PREFIX in compiled.as_text():
     return flops_of(lowered)
   return flops_of(compiled)
 

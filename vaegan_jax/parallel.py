@@ -88,6 +88,10 @@ CPU_BF16_COMPILER_OPTIONS = {
     "xla_cpu_experimental_onednn_custom_call": True,
 }
 
+# The target-name prefix of XLA:CPU's oneDNN custom calls in a compiled program's text
+# (``custom_call_target="__onednn$convolution"``, ``"__onednn$matmul"``, ...).
+ONEDNN_CUSTOM_CALL_PREFIX = "__onednn$"
+
 
 @functools.cache
 def _cpu_options_accepted() -> bool:
@@ -113,7 +117,7 @@ def _onednn_takes_bf16_convolutions() -> bool:
         compiler_options={**CPU_COMPILER_OPTIONS, **CPU_BF16_COMPILER_OPTIONS}).as_text()
   except Exception:  # pylint: disable=broad-except  # an option this jaxlib does not know
     return False
-  return "__onednn$convolution" in text
+  return ONEDNN_CUSTOM_CALL_PREFIX + "convolution" in text
 
 
 def compiler_options(mesh: Mesh, dtype: str = "float32") -> dict[str, Any]:
