@@ -53,6 +53,46 @@ def test_one_process_reads_the_whole_batch_and_runs_shared_steps_itself():
   assert distributed.is_primary()
 
 
+def test_the_compilation_cache_is_judged_to_deadlock_only_for_multi_process_cpu_on_jaxlib_0_12_1_on():
+  assert distributed.cache_deadlocks("cpu", 2, "0.12.1")
+  assert distributed.cache_deadlocks("cpu", 8, "0.13.0")      # until a fixed release is tested
+  assert distributed.cache_deadlocks("cpu", 2, "0.12.10")     # compared as numbers, not text
+  for platform, processes, version in [("cpu", 2, "0.12.0"), ("cpu", 2, "0.12.0.1"), ("cpu", 2, "0.11.2"),
+                                       ("cpu", 2, "0.10.2"), ("cpu", 1, "0.12.1"), ("gpu", 2, "0.12.1"),
+                                       ("tpu", 16, "0.12.1")]:
+    assert not distributed.cache_deadlocks(platform, processes, version), (platform, processes, version)
+
+
+def _initialize_with(monkeypatch, platform, version, cache_dir="/tmp/cache"):
+  """``distributed.initialize`` of 2 processes with JAX's side stubbed; returns the cache setting after."""
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: None)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "default_backend", lambda: platform)
+  monkeypatch.setattr(distributed.jaxlib, "__version__", version)
+  before = jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir
+  try:
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    assert distributed.initialize(coordinator_address="localhost:1", num_processes=2, process_id=0)
+    return jax.config.jax_enable_compilation_cache
+  finally:
+    jax.config.update("jax_enable_compilation_cache", before[0])
+    jax.config.update("jax_compilation_cache_dir", before[1])
+
+
+def test_initialize_turns_the_compilation_cache_off_with_a_warning_where_it_deadlocks(monkeypatch):
+  from absl import logging
+  warnings = []
+  monkeypatch.setattr(logging, "warning", lambda fmt, *args: warnings.append(fmt % args))
+  assert _initialize_with(monkeypatch, "cpu", "0.12.1") is False
+  assert len(warnings) == 1 and "compilation cache (/tmp/cache) turned off" in warnings[0], warnings
+  assert "jaxlib 0.12.1" in warnings[0] and "docs/distributed.md" in warnings[0]
+  # the cases that keep it: another backend, an older jaxlib, and no cache to turn off (no warning)
+  assert _initialize_with(monkeypatch, "gpu", "0.12.1") is True
+  assert _initialize_with(monkeypatch, "cpu", "0.12.0") is True
+  assert _initialize_with(monkeypatch, "cpu", "0.12.1", cache_dir=None) is True
+  assert len(warnings) == 1, warnings
+
+
 # --- train.py as 2 processes x 4 devices ------------------------------------------------------------
 
 # Adam's and RMSProp's eps=1e-8 turn the all-reduce's float reordering (1e-7) into full-size updates

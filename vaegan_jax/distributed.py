@@ -21,7 +21,8 @@ import os
 from typing import Callable, TypeVar
 
 import jax
-from absl import flags
+import jaxlib
+from absl import flags, logging
 
 T = TypeVar("T")
 
@@ -88,7 +89,8 @@ def initialize(**kwargs) -> bool:
   """Starts ``jax.distributed`` if ``settings(**kwargs)`` asks for it; True if it did.
 
   Must run before anything touches a JAX device. Waits (up to 5 minutes) for every process
-  to connect to the coordinator.
+  to connect to the coordinator. Turns the persistent compilation cache off, with a warning,
+  where ``cache_deadlocks`` says a cached executable hangs (multi-process CPU, jaxlib 0.12.1).
 
   Raises:
     ValueError: as ``settings``; also JAX's own errors for missing values it cannot discover.
@@ -97,7 +99,51 @@ def initialize(**kwargs) -> bool:
   if chosen is None:
     return False
   jax.distributed.initialize(**chosen)
+  _avoid_cache_deadlock()
   return True
+
+
+# The first jaxlib seen to deadlock (docs/distributed.md "Compilation cache"): 0.10.2, 0.11.2 and
+# 0.12.0 run the reproduction there; 0.12.1, the newest release on 2026-12-07, hangs. No release
+# is known to fix it, so the check stays open-ended until one is tested.
+CACHE_DEADLOCK_JAXLIB = (0, 12, 1)
+
+
+def _version(text: str) -> tuple[int, ...]:
+  parts = []
+  for part in text.split(".")[:3]:
+    digits = "".join(itertools.takewhile(str.isdigit, part))
+    parts.append(int(digits or 0))
+  return tuple(parts)
+
+
+def cache_deadlocks(platform: str, processes: int, jaxlib_version: str) -> bool:
+  """True where an executable loaded from JAX's persistent compilation cache deadlocks.
+
+  On jaxlib 0.12.1 (and, until a fixed release is tested, later ones) a multi-process CPU
+  executable that a process loads from the cache never finishes its first collective
+  (gloo): every process waits forever in ``jax.device_get`` of the result. Compiled fresh,
+  the same executable runs. Seen with train.py's resume after a preemption, and with the
+  12-line reproduction in docs/distributed.md; to be reported to jax-ml/jax.
+
+  Args:
+    platform: ``jax.default_backend()``: "cpu", "gpu", "tpu".
+    processes: ``jax.process_count()``.
+    jaxlib_version: ``jaxlib.__version__``, e.g. "0.12.1" or "0.12.0.1".
+  """
+  return platform == "cpu" and processes > 1 and _version(jaxlib_version) >= CACHE_DEADLOCK_JAXLIB
+
+
+def _avoid_cache_deadlock() -> None:
+  """Turns the persistent compilation cache off where ``cache_deadlocks`` says it hangs."""
+  if not jax.config.jax_enable_compilation_cache or not jax.config.jax_compilation_cache_dir:
+    return
+  if cache_deadlocks(jax.default_backend(), jax.process_count(), jaxlib.__version__):
+    jax.config.update("jax_enable_compilation_cache", False)
+    logging.warning("persistent compilation cache (%s) turned off: on jaxlib %s a multi-process CPU run "
+                    "deadlocks in an executable loaded from it (docs/distributed.md, 'Compilation cache'); "
+                    "every process compiles afresh instead", jax.config.jax_compilation_cache_dir,
+                    jaxlib.__version__)
 
 
 def initialize_from_flags(program: str) -> bool:
