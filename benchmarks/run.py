@@ -156,6 +156,7 @@ class JaxStep:
   def __init__(self, config, batch_size: int, dtype: str, mesh):
     import jax  # pylint: disable=import-outside-toplevel
     from vaegan_jax import methods, parallel  # pylint: disable=import-outside-toplevel
+    dtype = parallel.compute_dtype(dtype, mesh)   # "auto": the configs' default
     config.model.dtype = dtype
     config.train.batch_size = batch_size
     method = methods.get(config.method)

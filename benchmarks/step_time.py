@@ -58,6 +58,9 @@ def main() -> None:
     old = getattr(node, leaf)
     parsed = ast.literal_eval(value if not isinstance(old, tuple) or value.startswith("(") else f"({value},)")
     setattr(node, leaf, parsed)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  if config.model.dtype == "auto":   # as trainer.setup resolves it
+    config.model.dtype = parallel.compute_dtype("auto", mesh)
   shape = (64, 64, 3) if config.data.name == "celeba64" else (28, 28, 1)
   method = methods.get(config.method)
   models = method.build_models(config, shape)
@@ -65,7 +68,6 @@ def main() -> None:
   state = jax.jit(functools.partial(method.create_train_state, config=config, models=models,
                                     optimizers=optimizers))(jax.random.key(0))
   batch = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (args.batch, *shape), dtype=np.uint8))}
-  mesh = parallel.make_mesh(jax.devices()[:1])
   try:
     options = parallel.compiler_options(mesh, config.model.dtype)
   except TypeError:  # a checkout from before the dtype argument (2026-12-07)

@@ -8,4 +8,5 @@ def get_config(arg: str = ""):
   c = celeba64(base_config())
   c.method = "vae"
   c.loss.llike = "pixel"
+  c.model.dtype = "auto"   # bf16 on a CPU whose jaxlib runs it faster (parallel.compute_dtype)
   return apply_arg(c, arg)

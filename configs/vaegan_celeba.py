@@ -13,4 +13,5 @@ def get_config(arg: str = ""):
   c.method = "vaegan"
   c.loss.llike = "dis_l"
   c.loss.gamma = 1e-3
+  c.model.dtype = "auto"   # bf16 on a CPU whose jaxlib runs it faster (parallel.compute_dtype)
   return apply_arg(c, arg)

@@ -188,3 +188,27 @@ def test_bf16_steps_get_onednn_convolutions_where_this_jaxlib_has_them():
   assert (parallel.ONEDNN_CUSTOM_CALL_PREFIX + "convolution" in text) == takes
   f32 = parallel.jit_train_step(method.make_train_step(c, models, optimizers), mesh).lower(state, batch).compile()
   assert parallel.ONEDNN_CUSTOM_CALL_PREFIX + "convolution" not in f32.as_text()
+
+
+def test_auto_dtype_is_bf16_exactly_on_a_cpu_whose_jaxlib_runs_bf16_convolutions_in_onednn(monkeypatch):
+  """Issue 37 item 4: "auto" (configs/{vaegan,vae,gan}_celeba.py) is bf16 on a CPU where the
+  probe finds oneDNN bf16 convolutions, f32 on a CPU without them and on any other backend;
+  explicit dtypes pass through."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from vaegan_jax import parallel  # pylint: disable=import-outside-toplevel
+
+  class FakeDevice:
+    platform = "gpu"
+
+  class FakeMesh:
+    devices = np.array([FakeDevice()])
+
+  cpu = parallel.make_mesh(jax.devices()[:1])
+  if jax.__version__.startswith("0.10."):   # this jaxlib's own answer: no oneDNN bf16, so f32
+    assert parallel.compute_dtype("auto", cpu) == "float32"
+  for takes in (True, False):
+    monkeypatch.setattr(parallel, "_onednn_takes_bf16_convolutions", lambda takes=takes: takes)
+    assert parallel.compute_dtype("auto", cpu) == ("bfloat16" if takes else "float32")
+    assert parallel.compute_dtype("auto", FakeMesh()) == "float32"
+    for dtype in ("float32", "bfloat16"):
+      assert parallel.compute_dtype(dtype, cpu) == parallel.compute_dtype(dtype, FakeMesh()) == dtype

@@ -274,6 +274,24 @@ def test_a_checkpoint_of_another_model_or_architecture_is_refused(change, run_co
   assert snapshot(run_copy) == before
 
 
+def test_auto_dtype_is_resolved_saved_and_may_change_on_resume(run_copy, smoke_config, monkeypatch):
+  """``model.dtype="auto"`` (the 64x64 configs): the checkpoint saves the dtype it resolved to,
+  the caller's config stays "auto", and a run saved in another dtype goes on (a resume on a
+  machine that resolves "auto" otherwise): the dtype is no part of what a checkpoint is."""
+  from vaegan_jax import parallel, restore  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(parallel, "_onednn_takes_bf16_convolutions", lambda: True)   # as jaxlib 0.12 does
+  smoke_config.model.dtype = "auto"
+  smoke_config.train.num_steps = 9          # run_copy: checkpoints 3 and 6, trained in float32
+  state = trainer.train_and_evaluate(smoke_config, str(run_copy))
+  assert int(state.step) == 9 and smoke_config.model.dtype == "auto"
+  checkpoints = Checkpointer(str(run_copy / "checkpoints"), create=False)
+  try:
+    assert [checkpoints.restore_config(s)["model"]["dtype"] for s in (6, 9)] == ["float32", "bfloat16"]
+  finally:
+    checkpoints.close()
+  assert restore.restore_run(str(run_copy))[0].config.model.dtype == "bfloat16"
+
+
 def test_a_truncated_checkpoint_is_refused_offering_the_previous_one(run_copy, smoke_config):
   victim = max((run_copy / "checkpoints" / "6" / "state").rglob("*"), key=lambda p: p.stat().st_size
                if p.is_file() else -1)

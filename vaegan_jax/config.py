@@ -33,6 +33,8 @@ GENERATOR_LOSSES = ("minimax", "non_saturating")
 # port's layers), or XLA's 'SAME' that every run saved before 2026-11-30 was trained with.
 CONV_PADDINGS = ("pytorch", "same")
 DTYPES = ("float32", "bfloat16")
+# model.dtype may also be "auto": resolved by trainer.setup to one of DTYPES (parallel.compute_dtype).
+MODEL_DTYPES = ("auto", *DTYPES)
 
 
 def _optimizer() -> ml_collections.ConfigDict:
@@ -90,7 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.discriminator_dense = 512
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-6
-  c.model.dtype = "float32"    # compute dtype; parameters stay float32
+  c.model.dtype = "float32"    # compute dtype (MODEL_DTYPES); parameters stay float32
   c.model.conv_padding = "pytorch"  # one of CONV_PADDINGS; saved configs without it are "same"
   c.model.mlp_hidden = (400,)  # tvae, aae: hidden widths of each fully connected network
 
@@ -232,7 +234,7 @@ def celeba64(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def celeba64_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """``configs/{vaegan,vae,gan}_celeba.py:cpu``: the same networks at half the paper's width
   (encoder 32-64-128 + dense 512, decoder 128-64-16, discriminator 16-64-128-128 + dense 256;
-  latent 128, f32) for 1,775 steps of 64 (25 passes over the 4,560 faces, 7.1 of the code's
+  latent 128) for 1,775 steps of 64 (25 passes over the 4,560 faces, 7.1 of the code's
   epochs, the learning rate annealed over them): about 100 minutes of VAE/GAN on 2 CPU cores.
 
   Measured on 2 cores (2026-12-06, ``benchmarks/step_time.py``, batch 64, two rounds, images/s):
@@ -523,7 +525,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(0.0 < config.data.test_fraction < 1.0, "data.test_fraction", config.data.test_fraction, "must be in (0, 1)")
   _check_choice(config.loss.llike, LLIKES, "loss.llike")
   _check_choice(config.loss.generator, GENERATOR_LOSSES, "loss.generator")
-  _check_choice(config.model.dtype, DTYPES, "model.dtype")
+  _check_choice(config.model.dtype, MODEL_DTYPES, "model.dtype")
   _check_choice(config.model.conv_padding, CONV_PADDINGS, "model.conv_padding")
   if config.method == "vaegan" and config.loss.llike != "dis_l":
     raise ValueError("config.method='vaegan' learns its similarity in Dis_l: set --config.loss.llike=dis_l "

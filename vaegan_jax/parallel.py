@@ -133,6 +133,21 @@ def compiler_options(mesh: Mesh, dtype: str = "float32") -> dict[str, Any]:
   return options
 
 
+def compute_dtype(dtype: str, mesh: Mesh) -> str:
+  """The compute dtype of ``config.model.dtype`` on ``mesh``: "float32" or "bfloat16".
+
+  "auto" is bfloat16 on a CPU mesh whose jaxlib hands bf16 convolutions to oneDNN
+  (``CPU_BF16_COMPILER_OPTIONS``: jaxlib 0.12; the 64x64 VAE/GAN step 1.5x to 1.8x the f32
+  step, and 300 steps trained alike, benchmarks/README.md "bf16 on the CPU"), and float32
+  elsewhere: CPUs of an older jaxlib (0.10.2, where bf16 is no faster), GPUs and TPUs (where
+  the reference runs are f32). Any other value is returned as it is.
+  """
+  if dtype != "auto":
+    return dtype
+  on_cpu = mesh.devices.flat[0].platform == "cpu"
+  return "bfloat16" if on_cpu and _cpu_options_accepted() and _onednn_takes_bf16_convolutions() else "float32"
+
+
 def jit_train_step(train_step: Callable, mesh: Mesh, dtype: str = "float32") -> Callable:
   """``jax.jit`` of ``(state, batch) -> (state, metrics)``: state replicated and donated, with
   ``compiler_options(mesh, dtype)`` (``dtype``: the step's compute dtype, ``config.model.dtype``)."""

@@ -33,6 +33,9 @@ from vaegan_jax.metric_writers import MetricWriter
 
 # Config sections that define what a checkpoint *is*; a resume with other values is refused.
 _IDENTITY_KEYS = ("method", "data.name", "model")
+# ...but for the compute dtype: parameters and optimizer states are float32 in either, so a run
+# may go on in another ("auto" resolves per machine: bf16 where this jaxlib runs it faster).
+_NOT_IDENTITY_KEYS = ("model.dtype",)
 
 
 @dataclasses.dataclass
@@ -70,6 +73,8 @@ def setup(config: ml_collections.ConfigDict, devices=None, info: data.DatasetInf
   Every check of the input happens here, before any array is allocated or file written.
   With ``info`` (a run's saved ``dataset.json``, or a model folder's) the dataset is neither
   read nor prepared: the run can restore and use its networks, not train or evaluate.
+  ``model.dtype="auto"`` is resolved here (``parallel.compute_dtype``): ``Run.config`` is a
+  copy holding "float32" or "bfloat16", and that is what checkpoints save.
 
   Raises:
     ValueError: a bad config value, a batch that does not split over the devices or is
@@ -79,6 +84,9 @@ def setup(config: ml_collections.ConfigDict, devices=None, info: data.DatasetInf
   config_lib.validate(config)
   info = data.dataset_info(config) if info is None else info
   mesh = parallel.make_mesh(devices)
+  if config.model.dtype == "auto":
+    config = config.copy_and_resolve_references()
+    config.model.dtype = parallel.compute_dtype("auto", mesh)
   method = methods.get(config.method)
   group_size = method.batch_group_size(config) if hasattr(method, "batch_group_size") else 1
   parallel.check_batch_size(config.train.batch_size, mesh, group_size)
@@ -113,7 +121,8 @@ def check_same_run(saved: dict, config: ml_collections.ConfigDict, where: str) -
   saved = _flatten(saved)
   diffs = [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}"
            for k in sorted(set(current) | set(saved))
-           if any(k == p or k.startswith(p + ".") for p in _IDENTITY_KEYS) and saved.get(k) != current.get(k)]
+           if any(k == p or k.startswith(p + ".") for p in _IDENTITY_KEYS) and k not in _NOT_IDENTITY_KEYS
+           and saved.get(k) != current.get(k)]
   if diffs:
     raise ValueError(f"{where} holds a run of another model or dataset ({'; '.join(diffs[:5])}). "
                      "Use a new --workdir, or the config that run was started with.")
@@ -276,6 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     return run
 
   run = distributed.primary_first(check, "setting up the run")
+  config = run.config   # model.dtype "auto" resolved
   primary = distributed.is_primary()
   latest, state, data_state = _resume_point(run, workdir)
   tc = config.train
