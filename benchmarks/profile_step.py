@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
@@ -61,26 +62,35 @@ def main() -> None:
   config = benchmark.load_config(args.config)
   step = benchmark.JaxStep(config, args.batch, args.dtype or config.model.dtype, parallel.make_mesh(jax.devices()[:1]))
   hlo = step.compiled.as_text()
-  for _ in range(2):
-    step()
+  walls = []
+  for _ in range(3):
+    start = time.perf_counter()
+    step()   # JaxStep.__call__ waits for the result
+    walls.append(time.perf_counter() - start)
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       step()
     durations = op_durations(trace_dir)
 
   kinds = collections.Counter()
+  convolution_us = 0.0
   print(f"{'ms':>8}  {'operation':32s} {'shape':30s} {'window':46s} from")
   for i, (name, us) in enumerate(sorted(durations.items(), key=lambda kv: -kv[1])):
     kinds[re.sub(r"\.[0-9]+", "", name)] += us   # fusion.12 and custom-call.34.clone__onednn$convolution by kind
-    if i >= args.top:
-      continue
     m = re.search(r"^\s*(?:ROOT )?%" + re.escape(name) + r" = (\S+) \w+\(.*$", hlo, re.M)
     line = m.group(0) if m else ""
+    if "convolution" in name or " convolution(" in line or "$convolution" in line:
+      convolution_us += us
+    if i >= args.top:
+      continue
     window = re.search(r"window=\{[^}]*\}", line)
     origin = re.search(r'op_name="([^"]+)"', line)
     print(f"{us / 1e3:8.1f}  {name:32s} {(m.group(1) if m else '?')[:30]:30s} {window.group(0) if window else '':46s} "
           f"{origin.group(1)[-60:] if origin else ''}")
-  print(f"\nsum over operations {sum(durations.values()) / 1e6:.2f} s; by kind:")
+  total_us = sum(durations.values())
+  print(f"\nstep wall {min(walls):.3f} s (fastest of 3 untraced); sum over operations {total_us / 1e6:.2f} s: "
+        f"convolutions {convolution_us / 1e6:.2f} s ({convolution_us / total_us:.0%}), the rest "
+        f"{(total_us - convolution_us) / 1e6:.2f} s; by kind:")
   for kind, us in kinds.most_common(12):
     print(f"{us / 1e3:10.1f} ms  {kind}")
 

@@ -419,10 +419,12 @@ def _jax_grads_in_torch_layout(model: VAEGAN, network: str, grads) -> dict[str, 
 
 
 def main() -> None:
-  """``python benchmarks/torch_vaegan.py [--bf16] [--nchw] [--batch 64] [--steps 6]``: median
+  """``python benchmarks/torch_vaegan.py [--bf16] [--nchw] [--batch 64] [--steps 6] [--profile]``: median
   seconds per step of the PyTorch step at ``configs/vaegan_celeba.py``'s widths, one process
   (the side-by-side partner of ``benchmarks/step_time.py`` for a JAX that runs on another
-  Python, e.g. jaxlib 0.12 on 3.12 against the torch wheel of 3.11)."""
+  Python, e.g. jaxlib 0.12 on 3.12 against the torch wheel of 3.11). ``--profile`` then traces
+  one more step with ``torch.profiler`` and prints its operators by self time and the share of
+  the convolutions (forward and backward), the partner of ``benchmarks/profile_step.py``."""
   import argparse  # pylint: disable=import-outside-toplevel
   import os  # pylint: disable=import-outside-toplevel
   import statistics  # pylint: disable=import-outside-toplevel
@@ -434,6 +436,8 @@ def main() -> None:
   parser.add_argument("--bf16", action="store_true", help="forward under torch.autocast(bfloat16)")
   parser.add_argument("--nchw", action="store_true", help="NCHW instead of channels_last")
   parser.add_argument("--threads", type=int, default=0, help="intra-op threads (default: cores)")
+  parser.add_argument("--profile", action="store_true", help="then trace one step and print its operators by self time")
+  parser.add_argument("--top", type=int, default=20, help="operators printed with --profile")
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -456,6 +460,24 @@ def main() -> None:
   seconds = statistics.median(times)
   print(f"torch {torch.__version__} eager {'NCHW' if args.nchw else 'channels_last'} {'bf16 autocast' if args.bf16 else 'f32'} "
         f"batch {args.batch} ({torch.get_num_threads()} threads): {seconds:.3f} s/step, {args.batch / seconds:.2f} images/s")
+  if args.profile:
+    print_profile(step, x, args.top)
+
+
+def print_profile(step: "TrainStep", x: torch.Tensor, top: int) -> None:
+  """Trace one ``step(x)`` with ``torch.profiler`` and print the ``top`` operators by self CPU
+  time, then the step's wall time split into convolutions (any operator whose name has
+  "convolution", forward and backward) and the rest. Self times do not overlap (PyTorch runs
+  one operator at a time, each on all intra-op threads), so they add up to the step."""
+  from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
+  with profile(activities=[ProfilerActivity.CPU]) as prof:
+    step(x)
+  averages = prof.key_averages()
+  print(averages.table(sort_by="self_cpu_time_total", row_limit=top))
+  total = sum(a.self_cpu_time_total for a in averages)
+  conv = sum(a.self_cpu_time_total for a in averages if "convolution" in a.key)
+  print(f"self time {total / 1e6:.3f} s: convolutions {conv / 1e6:.3f} s ({conv / total:.0%}), "
+        f"the rest {(total - conv) / 1e6:.3f} s")
 
 
 if __name__ == "__main__":
