@@ -11,6 +11,16 @@ import pytest
 
 from tests.conftest import REPO
 
+
+class _GpuDevice:
+  platform = "gpu"
+
+
+class _GpuMesh:
+  """A one-device mesh of another backend: what parallel's CPU-only choices see on a GPU."""
+  devices = np.array([_GpuDevice()])
+
+
 SCRIPT = textwrap.dedent("""
     import os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
@@ -137,13 +147,7 @@ def test_cpu_train_step_keeps_convolutions_out_of_ynnpack():
     plain = jax.jit(method.make_train_step(c, models, optimizers)).lower(state, batch).compile().as_text()
     assert "convolution" in _ynn_fused_ops(plain)
 
-  class FakeDevice:
-    platform = "gpu"
-
-  class FakeMesh:
-    devices = np.array([FakeDevice()])
-
-  assert parallel.compiler_options(FakeMesh()) == {}
+  assert parallel.compiler_options(_GpuMesh()) == {}
 
 
 def test_unknown_cpu_option_falls_back_to_defaults(monkeypatch):
@@ -197,18 +201,12 @@ def test_auto_dtype_is_bf16_exactly_on_a_cpu_whose_jaxlib_runs_bf16_convolutions
   import jax  # pylint: disable=import-outside-toplevel
   from vaegan_jax import parallel  # pylint: disable=import-outside-toplevel
 
-  class FakeDevice:
-    platform = "gpu"
-
-  class FakeMesh:
-    devices = np.array([FakeDevice()])
-
   cpu = parallel.make_mesh(jax.devices()[:1])
   if jax.__version__.startswith("0.10."):   # this jaxlib's own answer: no oneDNN bf16, so f32
     assert parallel.compute_dtype("auto", cpu) == "float32"
   for takes in (True, False):
     monkeypatch.setattr(parallel, "_onednn_takes_bf16_convolutions", lambda takes=takes: takes)
     assert parallel.compute_dtype("auto", cpu) == ("bfloat16" if takes else "float32")
-    assert parallel.compute_dtype("auto", FakeMesh()) == "float32"
+    assert parallel.compute_dtype("auto", _GpuMesh()) == "float32"
     for dtype in ("float32", "bfloat16"):
-      assert parallel.compute_dtype(dtype, cpu) == parallel.compute_dtype(dtype, FakeMesh()) == dtype
+      assert parallel.compute_dtype(dtype, cpu) == parallel.compute_dtype(dtype, _GpuMesh()) == dtype
